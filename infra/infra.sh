@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Local infrastructure for development, tests and CI: a single-node Kafka 3.9 (KRaft) broker run
+# from Maven Central jars with the machine's Java 17, and a Redis on 127.0.0.1:6379.
+#   infra/infra.sh up      start what is not running, wait until it really works (idempotent)
+#   infra/infra.sh down    stop what this script started (by its pid files)
+#   infra/infra.sh status  say what runs
+# Everything it writes lives under .data/ (git-ignored); the jars under infra/kafka/lib (git-ignored).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DATA=${COUPONS_INFRA_DATA:-$ROOT/.data}
+KAFKA_DIR=$ROOT/infra/kafka
+KAFKA_LIB=$KAFKA_DIR/lib
+KAFKA_DATA=$DATA/kafka
+KAFKA_LOG=$DATA/kafka.log
+KAFKA_PID=$DATA/kafka.pid
+KAFKA_PORT=9092
+REDIS_PORT=6379
+REDIS_PID=$DATA/redis.pid
+READY_TIMEOUT=${INFRA_READY_TIMEOUT:-90}
+
+say() { printf 'infra: %s\n' "$*"; }
+die() { printf 'infra: error: %s\n' "$*" >&2; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+who_listens() { command -v ss >/dev/null && ss -ltnpH "sport = :$1" 2>/dev/null | sed -n 's/.*users:((\(.*\)))/\1/p' | head -1; }
+
+# --- Kafka -------------------------------------------------------------------------------------
+kafka_jars() {
+  if [ -f "$KAFKA_LIB/.complete" ]; then return; fi
+  command -v mvn >/dev/null || die "Maven is not installed, and the Kafka jars are not in $KAFKA_LIB yet (apt-get install maven)"
+  say "fetching the Kafka broker jars from Maven Central (once)"
+  rm -rf "$KAFKA_LIB"
+  mvn -q -B -f "$KAFKA_DIR/pom.xml" dependency:copy-dependencies \
+    -DoutputDirectory="$KAFKA_LIB" -DincludeScope=runtime >"$DATA/mvn.log" 2>&1 \
+    || { tail -20 "$DATA/mvn.log" >&2; die "mvn could not fetch the Kafka jars (log: $DATA/mvn.log)"; }
+  touch "$KAFKA_LIB/.complete"
+}
+
+kafka_java() {
+  command -v java >/dev/null || die "Java is not installed: Kafka needs Java 17 (apt-get install openjdk-17-jre-headless)"
+  java -cp "$KAFKA_LIB/*" -Dlog4j.configuration="file:$KAFKA_DIR/log4j.properties" "$@"
+}
+
+kafka_up() {
+  if pid_alive "$KAFKA_PID"; then say "kafka already running (pid $(cat "$KAFKA_PID"))"; return; fi
+  if port_open "$KAFKA_PORT"; then
+    die "port $KAFKA_PORT is taken by another process ($(who_listens $KAFKA_PORT)); stop it or free the port"
+  fi
+  kafka_jars
+  mkdir -p "$KAFKA_DATA"
+  local props=$DATA/server.properties
+  { cat "$KAFKA_DIR/server.properties"; echo "log.dirs=$KAFKA_DATA"; } >"$props"
+  if [ ! -f "$KAFKA_DATA/meta.properties" ]; then
+    local cluster_id
+    cluster_id=$(kafka_java kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)
+    kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$props" >>"$KAFKA_LOG" 2>&1 \
+      || { tail -20 "$KAFKA_LOG" >&2; die "could not format the Kafka data folder $KAFKA_DATA"; }
+  fi
+  say "starting kafka on 127.0.0.1:$KAFKA_PORT (data: $KAFKA_DATA, log: $KAFKA_LOG)"
+  # A 2 GiB heap is plenty for one broker; the files themselves live in the OS page cache.
+  # shellcheck disable=SC2086
+  nohup java ${KAFKA_HEAP_OPTS:--Xms1g -Xmx2g} -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+    -Dlog4j.configuration="file:$KAFKA_DIR/log4j.properties" -cp "$KAFKA_LIB/*" \
+    kafka.Kafka "$props" >>"$KAFKA_LOG" 2>&1 </dev/null &
+  echo $! >"$KAFKA_PID"
+}
+
+kafka_wait() {
+  local deadline=$((SECONDS + READY_TIMEOUT))
+  until port_open "$KAFKA_PORT"; do
+    pid_alive "$KAFKA_PID" || { tail -30 "$KAFKA_LOG" >&2; die "kafka exited during start-up (log: $KAFKA_LOG)"; }
+    [ $SECONDS -lt $deadline ] || { tail -30 "$KAFKA_LOG" >&2; die "kafka did not open port $KAFKA_PORT in ${READY_TIMEOUT}s"; }
+    sleep 0.5
+  done
+  [ -d "$ROOT/node_modules/kafkajs" ] || die "npm dependencies are missing: run 'npm ci' first"
+  # An open port is not a working broker: produce a record and join a consumer group.
+  node --import tsx "$ROOT/infra/kafka-ready.ts" "127.0.0.1:$KAFKA_PORT" "$READY_TIMEOUT" \
+    || { tail -30 "$KAFKA_LOG" >&2; die "kafka answers on $KAFKA_PORT but does not accept a produce and a group join"; }
+  say "kafka ready"
+}
+
+kafka_down() {
+  if ! pid_alive "$KAFKA_PID"; then rm -f "$KAFKA_PID"; say "kafka not running"; return; fi
+  local pid; pid=$(cat "$KAFKA_PID")
+  say "stopping kafka (pid $pid)"
+  kill "$pid"
+  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  if kill -0 "$pid" 2>/dev/null; then say "kafka did not stop in 30 s, killing it"; kill -9 "$pid"; fi
+  rm -f "$KAFKA_PID"
+}
+
+# --- Redis -------------------------------------------------------------------------------------
+redis_up() {
+  if redis_ping; then say "redis answers on 127.0.0.1:$REDIS_PORT"; return; fi
+  if port_open "$REDIS_PORT"; then die "port $REDIS_PORT is open ($(who_listens $REDIS_PORT)) but does not answer PING like Redis"; fi
+  if ! command -v redis-server >/dev/null; then
+    [ "$(id -u)" = 0 ] || die "Redis is not running and redis-server is not installed (apt-get install redis-server)"
+    say "installing Debian's redis-server"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; } >"$DATA/apt.log" 2>&1 \
+      || { tail -20 "$DATA/apt.log" >&2; die "apt-get could not install redis-server (log: $DATA/apt.log)"; }
+  fi
+  mkdir -p "$DATA/redis"
+  say "starting redis-server on 127.0.0.1:$REDIS_PORT"
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+    --dir "$DATA/redis" --logfile "$DATA/redis.log" --pidfile "$REDIS_PID"
+  local deadline=$((SECONDS + 20))
+  until redis_ping; do
+    [ $SECONDS -lt $deadline ] || { tail -20 "$DATA/redis.log" >&2; die "redis-server did not answer in 20 s"; }
+    sleep 0.2
+  done
+  say "redis ready"
+}
+
+# PING over a raw socket, so that no redis-cli is needed.
+redis_ping() {
+  port_open "$REDIS_PORT" || return 1
+  local reply
+  reply=$(exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT" && printf 'PING\r\n' >&3 && timeout 2 head -c 7 <&3) 2>/dev/null || return 1
+  [[ "$reply" == "+PONG"* ]]
+}
+
+redis_down() {
+  # Only a Redis this script started is ours to stop; the machine's own keeps running.
+  if pid_alive "$REDIS_PID"; then say "stopping redis (pid $(cat "$REDIS_PID"))"; kill "$(cat "$REDIS_PID")"; fi
+  rm -f "$REDIS_PID"
+}
+
+# -----------------------------------------------------------------------------------------------
+mkdir -p "$DATA"
+case "${1:-}" in
+  up) redis_up; kafka_up; kafka_wait ;;
+  down) kafka_down; redis_down ;;
+  status)
+    if pid_alive "$KAFKA_PID"; then say "kafka running (pid $(cat "$KAFKA_PID")) on 127.0.0.1:$KAFKA_PORT"; else say "kafka not running"; fi
+    if redis_ping; then say "redis answers on 127.0.0.1:$REDIS_PORT$(pid_alive "$REDIS_PID" && echo " (started by us, pid $(cat "$REDIS_PID"))")"; else say "redis not answering"; fi ;;
+  *) die "usage: infra/infra.sh up|down|status" ;;
+esac

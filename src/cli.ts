@@ -1,0 +1,32 @@
+#!/usr/bin/env node
+// `coupons <command>`: one entry point for every process and tool (DESIGN section 3). Each command
+// loads only its own modules, so `coupons gen` does not pull in Fastify.
+
+interface Command {
+  summary: string
+  run: (argv: string[]) => Promise<void>
+}
+
+const commands: Record<string, Command> = {
+  gen: {
+    summary: 'gen --out DIR --scale S --seed N   write synthetic coupon files and answers.json',
+    run: async (argv) => { await (await import('./gen/gen-command.js')).genCommand(argv) }
+  }
+}
+
+function usage (): string {
+  return ['usage: coupons <command> [options]', '', ...Object.entries(commands).map(([name, c]) => `  ${name.padEnd(11)} ${c.summary}`)].join('\n')
+}
+
+const [name, ...argv] = process.argv.slice(2)
+const command = name === undefined ? undefined : commands[name]
+if (command === undefined) {
+  console.error(name === undefined || name === '--help' ? usage() : `unknown command "${name}"\n\n${usage()}`)
+  process.exit(name === '--help' ? 0 : 2)
+}
+try {
+  await command.run(argv)
+} catch (err) {
+  console.error(`coupons ${name}: ${(err as Error).message}`)
+  process.exitCode = 1
+}

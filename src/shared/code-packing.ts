@@ -1,0 +1,85 @@
+// Reversible packing of a code into two small integers, so that per-code state can live in typed
+// arrays (DESIGN section 1: no string, object or Map entry per code at 313 million codes).
+//
+// Each of the 10 character slots takes 6 bits: 0 means "no character", 1..62 are '0'-'9',
+// 'A'-'Z', 'a'-'z' in ASCII order. `hi` holds slots 0-4 and `lo` slots 5-9, 30 bits each, so:
+// - the length is kept (OVER9000 has two empty slots, OVER900000 has '0' in them: no collision);
+// - comparing (hi, lo) numerically orders codes exactly like comparing the strings;
+// - both halves are below 2^30, so each fits a Uint32Array slot (together 60 bits: too many for
+//   one exact double, so the pair is the key).
+import { MAX_CODE_LENGTH } from './code-rule.js'
+
+const SLOT_RANGE = 64 // 6 bits a slot
+const SLOTS_PER_HALF = 5
+
+/** byte -> slot value (1..62), 0 for a byte that is not an ASCII letter or digit */
+const SLOT = new Uint8Array(256)
+/** slot value -> byte */
+const BYTE = new Uint8Array(64)
+{
+  let v = 1
+  for (const [from, to] of [[0x30, 0x39], [0x41, 0x5a], [0x61, 0x7a]]) {
+    for (let c = from; c <= to; c++, v++) { SLOT[c] = v; BYTE[v] = c }
+  }
+}
+
+function packSlots (bytes: Uint8Array, from: number, to: number): number {
+  let value = 0
+  for (let slot = 0; slot < SLOTS_PER_HALF; slot++) {
+    const i = from + slot
+    value = value * SLOT_RANGE + (i < to ? SLOT[bytes[i]] : 0)
+  }
+  return value
+}
+
+/** High half of the code in bytes [start, end); the bytes must be a valid code (8-10 alnum). */
+export function packHi (bytes: Uint8Array, start: number, end: number): number {
+  return packSlots(bytes, start, end)
+}
+
+/** Low half of the code in bytes [start, end). */
+export function packLo (bytes: Uint8Array, start: number, end: number): number {
+  return packSlots(bytes, start + SLOTS_PER_HALF, end)
+}
+
+/** Packs a code string; allocates, so for the API, tests and tools, not for per-code loops. */
+export function packCode (code: string): { hi: number, lo: number } {
+  if (code.length > MAX_CODE_LENGTH || !/^[A-Za-z0-9]+$/.test(code)) throw new RangeError(`not a packable code: ${JSON.stringify(code)}`)
+  const bytes = Buffer.from(code, 'latin1')
+  return { hi: packHi(bytes, 0, bytes.length), lo: packLo(bytes, 0, bytes.length) }
+}
+
+/** Writes the code's bytes at out[at...] and returns its length. */
+export function writeCode (hi: number, lo: number, out: Uint8Array, at: number): number {
+  let length = 0
+  for (const half of [hi, lo]) {
+    for (let slot = SLOTS_PER_HALF - 1; slot >= 0; slot--) {
+      const value = Math.floor(half / SLOT_RANGE ** slot) % SLOT_RANGE
+      if (value === 0) return length
+      out[at + length++] = BYTE[value]
+    }
+  }
+  return length
+}
+
+export function unpackCode (hi: number, lo: number): string {
+  const out = new Uint8Array(MAX_CODE_LENGTH)
+  return Buffer.from(out.buffer, 0, writeCode(hi, lo, out, 0)).toString('latin1')
+}
+
+/** Orders packed codes like their strings: negative, zero or positive. */
+export function comparePacked (hiA: number, loA: number, hiB: number, loB: number): number {
+  return hiA !== hiB ? hiA - hiB : loA - loB
+}
+
+/**
+ * Partition of a code: the same for every topic, so partition p of every data topic holds the same
+ * slice of the key space and the aggregator can decide partition p alone (DESIGN section 4).
+ * murmur3's 32-bit finaliser over both halves: cheap, no allocation, well spread.
+ */
+export function partitionOf (hi: number, lo: number, partitions: number): number {
+  let h = Math.imul(hi ^ (hi >>> 16), 0x85ebca6b) ^ lo
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35)
+  h ^= h >>> 16
+  return (h >>> 0) % partitions
+}

@@ -1,0 +1,94 @@
+// One configuration schema for every process (api, worker, aggregator, CLI tools), read from the
+// environment once at start-up. Bad input fails fast with the variable's name.
+import envSchema from 'env-schema'
+import { Type, type Static } from 'typebox'
+import { CouponsError } from './errors.js'
+
+const FileName = '^[A-Za-z0-9._-]+$'
+
+export const EnvSchema = Type.Object({
+  PORT: Type.Integer({ default: 3000, minimum: 0, maximum: 65535, description: 'HTTP port of the api' }),
+  HOST: Type.String({ default: '127.0.0.1', description: 'Interface the api listens on (0.0.0.0 in containers)' }),
+  REDIS_URL: Type.String({ default: 'redis://127.0.0.1:6379', pattern: '^rediss?://', description: 'Redis for the valid set, its meta and BullMQ' }),
+  REDIS_PREFIX: Type.String({ default: 'coupons:', pattern: '^[A-Za-z0-9:._-]+$', description: 'Prefix of every Redis key (the set, meta, swaps channel and BullMQ queues)' }),
+  KAFKA_BROKERS: Type.String({ default: '127.0.0.1:9092', pattern: '^[^,\\s]+(,[^,\\s]+)*$', description: 'Comma-separated host:port list' }),
+  KAFKA_PARTITIONS: Type.Integer({ default: 8, minimum: 1, maximum: 1024, description: 'Partitions of each data topic; a code goes to hash(code) mod this' }),
+  KAFKA_TOPIC_PREFIX: Type.String({ default: '', pattern: '^[A-Za-z0-9._-]*$', description: 'Prefix of every topic name (empty: topics are named exactly after the files)' }),
+  COUPON_DATA_DIR: Type.String({ default: './data', minLength: 1, description: 'Folder holding the coupon files' }),
+  COUPON_FILES: Type.String({ default: 'couponbase1.gz,couponbase2.gz,couponbase3.gz', pattern: `^${FileName.slice(1, -1)}(,${FileName.slice(1, -1)})*$`, description: 'Comma-separated file names (names, never paths) that define the valid set' }),
+  MIN_FILES: Type.Integer({ default: 2, minimum: 1, description: 'Distinct files a code must appear in to be valid' }),
+  ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16, description: 'Bearer token of the /admin routes; when unset every admin request is refused' })),
+  INGEST_CRON: Type.String({ default: '0 3 * * *', minLength: 1, description: 'Cron pattern of the daily ingest run, or "off"' }),
+  INGEST_TZ: Type.String({ default: 'UTC', minLength: 1, description: 'Time zone of INGEST_CRON' }),
+  INGEST_WORKER: Type.Boolean({ default: true, description: 'Run the ingest worker inside the api process (false when workers run separately)' }),
+  INGEST_CONCURRENCY: Type.Integer({ default: 3, minimum: 1, maximum: 32, description: 'Files one worker ingests at the same time' }),
+  INGEST_ATTEMPTS: Type.Integer({ default: 3, minimum: 1, maximum: 20, description: 'Attempts of an ingest job for retriable errors (Kafka or Redis outages)' }),
+  RATE_LIMIT_MAX: Type.Integer({ default: 600, minimum: 0, description: 'Requests per client and window on GET /coupons/:code (0 disables)' }),
+  RATE_LIMIT_WINDOW_MS: Type.Integer({ default: 60_000, minimum: 1000, description: 'Window of RATE_LIMIT_MAX' }),
+  LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)), { default: 'info' })
+})
+
+export type Env = Static<typeof EnvSchema>
+
+export interface Config {
+  port: number
+  host: string
+  redisUrl: string
+  redisPrefix: string
+  kafkaBrokers: string[]
+  kafkaPartitions: number
+  kafkaTopicPrefix: string
+  couponDataDir: string
+  couponFiles: string[]
+  minFiles: number
+  adminToken: string | undefined
+  /** null when the daily run is off */
+  ingestCron: string | null
+  ingestTz: string
+  ingestWorker: boolean
+  ingestConcurrency: number
+  ingestAttempts: number
+  rateLimitMax: number
+  rateLimitWindowMs: number
+  logLevel: Env['LOG_LEVEL']
+}
+
+export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
+  let raw: Env
+  try {
+    raw = envSchema<Env>({ schema: EnvSchema, data: env, dotenv: false })
+  } catch (err) {
+    // env-schema's messages already name the variable ("env/PORT must be integer").
+    throw new CouponsError('CONFIG_INVALID', `invalid configuration: ${(err as Error).message}`, { cause: err })
+  }
+  const couponFiles = raw.COUPON_FILES.split(',')
+  const bad = couponFiles.find((file) => file === '.' || file === '..')
+  if (bad !== undefined) throw new CouponsError('CONFIG_INVALID', `invalid configuration: COUPON_FILES has "${bad}", which is not a file name`)
+  if (new Set(couponFiles).size !== couponFiles.length) {
+    throw new CouponsError('CONFIG_INVALID', 'invalid configuration: COUPON_FILES lists a file twice')
+  }
+  if (raw.MIN_FILES > couponFiles.length) {
+    throw new CouponsError('CONFIG_INVALID', `invalid configuration: MIN_FILES (${raw.MIN_FILES}) is larger than the number of COUPON_FILES (${couponFiles.length})`)
+  }
+  return Object.freeze({
+    port: raw.PORT,
+    host: raw.HOST,
+    redisUrl: raw.REDIS_URL,
+    redisPrefix: raw.REDIS_PREFIX,
+    kafkaBrokers: raw.KAFKA_BROKERS.split(','),
+    kafkaPartitions: raw.KAFKA_PARTITIONS,
+    kafkaTopicPrefix: raw.KAFKA_TOPIC_PREFIX,
+    couponDataDir: raw.COUPON_DATA_DIR,
+    couponFiles,
+    minFiles: raw.MIN_FILES,
+    adminToken: raw.ADMIN_TOKEN,
+    ingestCron: raw.INGEST_CRON.toLowerCase() === 'off' ? null : raw.INGEST_CRON,
+    ingestTz: raw.INGEST_TZ,
+    ingestWorker: raw.INGEST_WORKER,
+    ingestConcurrency: raw.INGEST_CONCURRENCY,
+    ingestAttempts: raw.INGEST_ATTEMPTS,
+    rateLimitMax: raw.RATE_LIMIT_MAX,
+    rateLimitWindowMs: raw.RATE_LIMIT_WINDOW_MS,
+    logLevel: raw.LOG_LEVEL
+  })
+}

@@ -1,0 +1,68 @@
+// Kafka clients and topics shared by the ingest (producer) and the aggregator (consumer).
+import { Kafka, type Admin } from 'kafkajs'
+import type { Config } from './config.js'
+import { CouponsError } from './errors.js'
+import { kafkaLogCreator, kafkaLogLevel, type Logger } from './logger.js'
+
+/** Run records and segment manifests (DESIGN section 4); one partition, so one total order. */
+export const SEGMENTS_TOPIC = 'coupons.segments'
+
+export interface TopicNames {
+  /** the data topic of a coupon file: named exactly after the file (plus KAFKA_TOPIC_PREFIX) */
+  data: (file: string) => string
+  segments: string
+}
+
+export function topicNames (config: Pick<Config, 'kafkaTopicPrefix'>): TopicNames {
+  const prefix = config.kafkaTopicPrefix
+  return {
+    data: (file) => `${prefix}${file}`,
+    segments: `${prefix}${SEGMENTS_TOPIC}`
+  }
+}
+
+export function createKafka (config: Pick<Config, 'kafkaBrokers' | 'logLevel'>, logger: Logger, clientId: string): Kafka {
+  return new Kafka({
+    clientId,
+    brokers: config.kafkaBrokers,
+    logLevel: kafkaLogLevel(config.logLevel),
+    logCreator: kafkaLogCreator(logger),
+    connectionTimeout: 3000,
+    // ~30 s of retries before an operation gives up: long enough for a broker restart, short
+    // enough that a job fails (and BullMQ retries it) instead of hanging.
+    retry: { initialRetryTime: 300, retries: 8, maxRetryTime: 5000 }
+  })
+}
+
+export interface TopicSpec {
+  topic: string
+  numPartitions: number
+}
+
+// Data is kept until the aggregator deletes what no current segment needs, never by age: a file
+// not re-ingested for a month must still be replayable.
+const KEEP_FOREVER = [
+  { name: 'retention.ms', value: '-1' },
+  { name: 'retention.bytes', value: '-1' }
+]
+
+/**
+ * Creates the topics that do not exist yet, and checks that the ones that do have the expected
+ * partition count: co-partitioning (DESIGN section 4) breaks silently otherwise.
+ */
+export async function ensureTopics (admin: Admin, specs: TopicSpec[]): Promise<void> {
+  await admin.createTopics({
+    waitForLeaders: true,
+    topics: specs.map(({ topic, numPartitions }) => ({ topic, numPartitions, replicationFactor: -1, configEntries: KEEP_FOREVER }))
+  })
+  const { topics } = await admin.fetchTopicMetadata({ topics: specs.map((spec) => spec.topic) })
+  for (const spec of specs) {
+    const found = topics.find((t) => t.name === spec.topic)
+    if (found === undefined) throw new CouponsError('KAFKA_TOPIC_MISSING', `topic ${spec.topic} could not be created`, { retriable: true })
+    if (found.partitions.length !== spec.numPartitions) {
+      throw new CouponsError('KAFKA_PARTITIONS_MISMATCH',
+        `topic ${spec.topic} has ${found.partitions.length} partitions but KAFKA_PARTITIONS is ${spec.numPartitions}; ` +
+        'delete the topic or set KAFKA_PARTITIONS to match')
+    }
+  }
+}

@@ -1,0 +1,73 @@
+// The records of the `coupons.segments` topic: the contract between the ingest and the aggregator
+// (DESIGN section 4). Data records without a manifest do not exist for the aggregator.
+import { randomBytes } from 'node:crypto'
+import { Type, type Static } from 'typebox'
+import { Value } from 'typebox/value'
+import { CouponsError } from './errors.js'
+
+/** Header of every data record: the segment it belongs to. */
+export const SEGMENT_HEADER = 'segment'
+
+export const RunRecord = Type.Object({
+  type: Type.Literal('run'),
+  runId: Type.String(),
+  files: Type.Array(Type.String(), { minItems: 1 }),
+  requestedAt: Type.String({ description: 'ISO 8601' }),
+  source: Type.Union([Type.Literal('admin'), Type.Literal('schedule'), Type.Literal('cli')])
+})
+export type RunRecord = Static<typeof RunRecord>
+
+export const PartitionRange = Type.Object({
+  partition: Type.Integer({ minimum: 0 }),
+  /** offset of the segment's first data record in this partition; null when it has none */
+  firstOffset: Type.Union([Type.String(), Type.Null()]),
+  lastOffset: Type.Union([Type.String(), Type.Null()]),
+  records: Type.Integer({ minimum: 0 }),
+  codes: Type.Integer({ minimum: 0 })
+})
+export type PartitionRange = Static<typeof PartitionRange>
+
+export const SegmentManifest = Type.Object({
+  type: Type.Literal('segment'),
+  segmentId: Type.String(),
+  runId: Type.String(),
+  file: Type.String(),
+  topic: Type.String(),
+  fileBytes: Type.Integer({ minimum: 0 }),
+  sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+  lines: Type.Integer({ minimum: 0 }),
+  codes: Type.Integer({ minimum: 0 }),
+  producedAt: Type.String({ description: 'ISO 8601' }),
+  partitions: Type.Array(PartitionRange)
+})
+export type SegmentManifest = Static<typeof SegmentManifest>
+
+export type SegmentsRecord = RunRecord | SegmentManifest
+
+/**
+ * Run ids sort by time as plain strings ("never swap an older run over a newer one" is a string
+ * comparison): the UTC time to the millisecond, then random bits against collisions.
+ */
+export function newRunId (now = new Date()): string {
+  const stamp = now.toISOString().replace(/[-:.]/g, '')
+  return `${stamp}-${randomBytes(4).toString('hex')}`
+}
+
+export function compareRunIds (a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0
+}
+
+export function encodeSegmentsRecord (record: SegmentsRecord): Buffer {
+  return Buffer.from(JSON.stringify(record))
+}
+
+export function decodeSegmentsRecord (value: Buffer | null): SegmentsRecord {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(value?.toString('utf8') ?? 'null')
+  } catch (err) {
+    throw new CouponsError('SEGMENTS_RECORD_INVALID', 'a coupons.segments record is not JSON', { cause: err })
+  }
+  if (Value.Check(RunRecord, parsed) || Value.Check(SegmentManifest, parsed)) return parsed
+  throw new CouponsError('SEGMENTS_RECORD_INVALID', `a coupons.segments record has an unknown shape: ${JSON.stringify(parsed).slice(0, 200)}`)
+}

@@ -1,0 +1,82 @@
+import t from 'tap'
+import { comparePacked, packCode, packHi, packLo, partitionOf, unpackCode, writeCode } from '../../src/shared/code-packing.js'
+
+const ALNUM = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz'
+
+function randomCode (): string {
+  const length = 8 + Math.floor(Math.random() * 3)
+  let code = ''
+  for (let i = 0; i < length; i++) code += ALNUM[Math.floor(Math.random() * ALNUM.length)]
+  return code
+}
+
+t.test('packing then unpacking gives back 100,000 random codes', async (t) => {
+  let failures = 0
+  for (let i = 0; i < 100_000; i++) {
+    const code = randomCode()
+    const { hi, lo } = packCode(code)
+    if (unpackCode(hi, lo) !== code) failures++
+  }
+  t.equal(failures, 0)
+})
+
+t.test('the edge codes round-trip and both halves stay below 2^30', async (t) => {
+  for (const code of ['00000000', 'zzzzzzzzzz', '0000000000', 'zzzzzzzz', 'OVER9000', 'OVER900000', 'happyhrs', 'HAPPYHRS']) {
+    const { hi, lo } = packCode(code)
+    t.equal(unpackCode(hi, lo), code, code)
+    t.ok(hi >= 0 && hi < 2 ** 30 && lo >= 0 && lo < 2 ** 30, `${code} halves in range`)
+  }
+})
+
+t.test('codes that differ only in length or case never collide', async (t) => {
+  const pairs = [['OVER9000', 'OVER900000'], ['BUYGETON', 'BUYGETONE'], ['HAPPYHRS', 'happyhrs'], ['00000000', '000000000'], ['AAAAAAAA', 'AAAAAAAA0']]
+  for (const [a, b] of pairs) {
+    const pa = packCode(a)
+    const pb = packCode(b)
+    t.not(`${pa.hi}:${pa.lo}`, `${pb.hi}:${pb.lo}`, `${a} vs ${b}`)
+  }
+})
+
+t.test('comparing packed codes orders them like their strings', async (t) => {
+  const codes = Array.from({ length: 5000 }, randomCode).concat(['OVER9000', 'OVER90000', 'OVER900000', 'OVER9001'])
+  const byString = [...codes].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+  const byPacked = [...codes].sort((a, b) => {
+    const pa = packCode(a)
+    const pb = packCode(b)
+    return comparePacked(pa.hi, pa.lo, pb.hi, pb.lo)
+  })
+  t.same(byPacked, byString)
+})
+
+t.test('packing from a byte range equals packing the string', async (t) => {
+  const line = Buffer.from('xx  GNULINUX\n', 'latin1')
+  const { hi, lo } = packCode('GNULINUX')
+  t.equal(packHi(line, 4, 12), hi)
+  t.equal(packLo(line, 4, 12), lo)
+})
+
+t.test('writeCode writes the bytes and returns the length', async (t) => {
+  const out = Buffer.alloc(16, '.')
+  const { hi, lo } = packCode('BUYGETONE')
+  t.equal(writeCode(hi, lo, out, 3), 9)
+  t.equal(out.toString('latin1'), '...BUYGETONE....')
+})
+
+t.test('packCode refuses what is not a code', async (t) => {
+  t.throws(() => packCode('OVER-9000'), RangeError)
+  t.throws(() => packCode('ELEVENCHARS'), RangeError)
+})
+
+t.test('partitions spread codes evenly and are stable', async (t) => {
+  const partitions = 8
+  const counts = new Array<number>(partitions).fill(0)
+  const n = 80_000
+  for (let i = 0; i < n; i++) {
+    const { hi, lo } = packCode(randomCode())
+    counts[partitionOf(hi, lo, partitions)]++
+  }
+  for (const count of counts) t.ok(Math.abs(count - n / partitions) < n / partitions * 0.05, `partition holds ${count} of ${n}`)
+  const { hi, lo } = packCode('HAPPYHRS')
+  t.equal(partitionOf(hi, lo, partitions), partitionOf(hi, lo, partitions))
+  t.ok(partitionOf(hi, lo, 1) === 0)
+})

@@ -1,0 +1,41 @@
+import t from 'tap'
+import { loadConfig } from '../../src/shared/config.js'
+import { isCouponsError } from '../../src/shared/errors.js'
+
+t.test('defaults give a working local configuration', async (t) => {
+  const config = loadConfig({})
+  t.equal(config.port, 3000)
+  t.same(config.kafkaBrokers, ['127.0.0.1:9092'])
+  t.same(config.couponFiles, ['couponbase1.gz', 'couponbase2.gz', 'couponbase3.gz'])
+  t.equal(config.minFiles, 2)
+  t.equal(config.redisPrefix, 'coupons:')
+  t.equal(config.ingestCron, '0 3 * * *')
+  t.equal(config.adminToken, undefined)
+})
+
+t.test('values are coerced from strings and lists are split', async (t) => {
+  const config = loadConfig({ PORT: '8080', KAFKA_BROKERS: 'a:1,b:2', KAFKA_PARTITIONS: '12', INGEST_WORKER: 'false', INGEST_CRON: 'off' })
+  t.equal(config.port, 8080)
+  t.same(config.kafkaBrokers, ['a:1', 'b:2'])
+  t.equal(config.kafkaPartitions, 12)
+  t.equal(config.ingestWorker, false)
+  t.equal(config.ingestCron, null, '"off" disables the daily run')
+})
+
+t.test('bad values fail with the variable name', async (t) => {
+  const cases: Array<[NodeJS.ProcessEnv, RegExp]> = [
+    [{ PORT: 'eighty' }, /PORT/],
+    [{ KAFKA_PARTITIONS: '0' }, /KAFKA_PARTITIONS/],
+    [{ REDIS_URL: 'localhost:6379' }, /REDIS_URL/],
+    [{ COUPON_FILES: '../etc/passwd' }, /COUPON_FILES/],
+    [{ COUPON_FILES: 'a.gz,/abs/b.gz' }, /COUPON_FILES/],
+    [{ COUPON_FILES: 'a.gz,a.gz' }, /COUPON_FILES/],
+    [{ MIN_FILES: '4' }, /MIN_FILES/],
+    [{ ADMIN_TOKEN: 'short' }, /ADMIN_TOKEN/],
+    [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/]
+  ]
+  for (const [env, name] of cases) {
+    t.throws(() => loadConfig(env), name, JSON.stringify(env))
+    try { loadConfig(env) } catch (err) { t.ok(isCouponsError(err, 'CONFIG_INVALID'), 'has the CONFIG_INVALID code') }
+  }
+})
