@@ -12,6 +12,8 @@ export interface RedisKeys {
   staging: (generation: string) => string
   /** where the previous live set is renamed to before it is unlinked */
   retired: (generation: string) => string
+  /** HASH per run: what the aggregator did with it (RUN_RESULT fields); kept 30 days */
+  runResult: (runId: string) => string
   /** BullMQ's key prefix */
   bullPrefix: string
 }
@@ -23,6 +25,7 @@ export function redisKeys (prefix: string): RedisKeys {
     swaps: `${prefix}swaps`,
     staging: (generation) => `${prefix}staging:${generation}`,
     retired: (generation) => `${prefix}retired:${generation}`,
+    runResult: (runId) => `${prefix}run:${runId}`,
     bullPrefix: `${prefix}bull`
   }
 }
@@ -35,3 +38,18 @@ export const META = {
   swapMs: 'swapMs',
   segments: 'segments'
 } as const
+
+/**
+ * Fields of a run's result hash, written by the aggregator and shown by GET /admin/runs/:runId.
+ * state: 'applied' (swapped in), 'failed' (error says why; nothing swapped) or 'superseded'
+ * (a newer run was applied first, so this one never will be).
+ */
+export const RUN_RESULT = {
+  state: 'state',
+  appliedAt: 'appliedAt',
+  validCount: 'validCount',
+  swapMs: 'swapMs',
+  error: 'error'
+} as const
+
+export const RUN_RESULT_TTL_SECONDS = 30 * 24 * 3600
