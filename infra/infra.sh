@@ -46,7 +46,10 @@ kafka_java() {
 kafka_up() {
   if pid_alive "$KAFKA_PID"; then say "kafka already running (pid $(cat "$KAFKA_PID"))"; return; fi
   if port_open "$KAFKA_PORT"; then
-    die "port $KAFKA_PORT is taken by another process ($(who_listens $KAFKA_PORT)); stop it or free the port"
+    # Like the machine's Redis, a working broker started elsewhere (another checkout) is used as
+    # it is, and is not ours to stop; anything else on the port is an error.
+    if kafka_probe 15; then FOREIGN_KAFKA=1; say "kafka already answers on 127.0.0.1:$KAFKA_PORT (not started by this checkout)"; return; fi
+    die "port $KAFKA_PORT is taken by a process that is not a working Kafka broker ($(who_listens $KAFKA_PORT)); stop it or free the port"
   fi
   kafka_jars
   mkdir -p "$KAFKA_DATA"
@@ -74,11 +77,15 @@ kafka_wait() {
     [ $SECONDS -lt $deadline ] || { tail -30 "$KAFKA_LOG" >&2; die "kafka did not open port $KAFKA_PORT in ${READY_TIMEOUT}s"; }
     sleep 0.5
   done
-  [ -d "$ROOT/node_modules/kafkajs" ] || die "npm dependencies are missing: run 'npm ci' first"
-  # An open port is not a working broker: produce a record and join a consumer group.
-  node --import tsx "$ROOT/infra/kafka-ready.ts" "127.0.0.1:$KAFKA_PORT" "$READY_TIMEOUT" \
+  kafka_probe "$READY_TIMEOUT" \
     || { tail -30 "$KAFKA_LOG" >&2; die "kafka answers on $KAFKA_PORT but does not accept a produce and a group join"; }
   say "kafka ready"
+}
+
+# An open port is not a working broker: produce a record and join a consumer group.
+kafka_probe() {
+  [ -d "$ROOT/node_modules/kafkajs" ] || die "npm dependencies are missing: run 'npm ci' first"
+  node --import tsx "$ROOT/infra/kafka-ready.ts" "127.0.0.1:$KAFKA_PORT" "$1"
 }
 
 kafka_down() {
@@ -130,10 +137,16 @@ redis_down() {
 # -----------------------------------------------------------------------------------------------
 mkdir -p "$DATA"
 case "${1:-}" in
-  up) redis_up; kafka_up; kafka_wait ;;
+  up)
+    redis_up
+    FOREIGN_KAFKA=0
+    kafka_up
+    [ "$FOREIGN_KAFKA" = 1 ] || kafka_wait ;;
   down) kafka_down; redis_down ;;
   status)
-    if pid_alive "$KAFKA_PID"; then say "kafka running (pid $(cat "$KAFKA_PID")) on 127.0.0.1:$KAFKA_PORT"; else say "kafka not running"; fi
+    if pid_alive "$KAFKA_PID"; then say "kafka running (pid $(cat "$KAFKA_PID")) on 127.0.0.1:$KAFKA_PORT"
+    elif port_open "$KAFKA_PORT"; then say "kafka not started by this checkout, but port $KAFKA_PORT is open ($(who_listens $KAFKA_PORT))"
+    else say "kafka not running"; fi
     if redis_ping; then say "redis answers on 127.0.0.1:$REDIS_PORT$(pid_alive "$REDIS_PID" && echo " (started by us, pid $(cat "$REDIS_PID"))")"; else say "redis not answering"; fi ;;
   *) die "usage: infra/infra.sh up|down|status" ;;
 esac

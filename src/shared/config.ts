@@ -25,7 +25,7 @@ export const EnvSchema = Type.Object({
   INGEST_ATTEMPTS: Type.Integer({ default: 3, minimum: 1, maximum: 20, description: 'Attempts of an ingest job for retriable errors (Kafka or Redis outages)' }),
   RATE_LIMIT_MAX: Type.Integer({ default: 600, minimum: 0, description: 'Requests per client and window on GET /coupons/:code (0 disables)' }),
   RATE_LIMIT_WINDOW_MS: Type.Integer({ default: 60_000, minimum: 1000, description: 'Window of RATE_LIMIT_MAX' }),
-  LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)), { default: 'info' })
+  LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)), { default: 'info', description: 'pino level of every process (KafkaJS logs follow it)' })
 })
 
 export type Env = Static<typeof EnvSchema>

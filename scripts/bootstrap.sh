@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs the npm dependencies when they are missing or older than package-lock.json, so that
+# `npm start` and `npm test` work on a fresh clone. Idempotent and quick when nothing changed.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+command -v node >/dev/null || { echo "bootstrap: Node.js 20 is not installed" >&2; exit 1; }
+major=$(node -p 'process.versions.node.split(".")[0]')
+[ "$major" -ge 20 ] || { echo "bootstrap: Node.js 20 or newer is needed, found $(node -v)" >&2; exit 1; }
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "bootstrap: installing npm dependencies (npm ci)"
+  npm ci --no-audit --no-fund
+fi
