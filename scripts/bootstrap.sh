@@ -7,6 +7,7 @@ command -v node >/dev/null || { echo "bootstrap: Node.js 20 is not installed" >&
 major=$(node -p 'process.versions.node.split(".")[0]')
 [ "$major" -ge 20 ] || { echo "bootstrap: Node.js 20 or newer is needed, found $(node -v)" >&2; exit 1; }
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  echo "bootstrap: installing npm dependencies (npm ci)"
-  npm ci --no-audit --no-fund
+  # npm install, not npm ci: see the note in .ci/run (a registry without every platform build).
+  echo "bootstrap: installing npm dependencies"
+  npm install --no-audit --no-fund
 fi
