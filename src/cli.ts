@@ -11,6 +11,14 @@ const commands: Record<string, Command> = {
   gen: {
     summary: 'gen --out DIR --scale S --seed N   write synthetic coupon files and answers.json',
     run: async (argv) => { await (await import('./gen/gen-command.js')).genCommand(argv) }
+  },
+  ingest: {
+    summary: 'ingest <file…>   produce files to Kafka directly, without the queue (names from COUPON_FILES, or paths to them)',
+    run: async (argv) => { await (await import('./ingest/ingest-command.js')).ingestCommand(argv) }
+  },
+  worker: {
+    summary: 'worker   run the ingest workers alone (set INGEST_WORKER=false on the api)',
+    run: async (argv) => { await (await import('./queues/worker-command.js')).workerCommand(argv) }
   }
 }
 

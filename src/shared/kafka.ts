@@ -51,10 +51,16 @@ const KEEP_FOREVER = [
  * partition count: co-partitioning (DESIGN section 4) breaks silently otherwise.
  */
 export async function ensureTopics (admin: Admin, specs: TopicSpec[]): Promise<void> {
-  await admin.createTopics({
-    waitForLeaders: true,
-    topics: specs.map(({ topic, numPartitions }) => ({ topic, numPartitions, replicationFactor: -1, configEntries: KEEP_FOREVER }))
-  })
+  // Creating only the missing ones keeps KafkaJS from logging TOPIC_ALREADY_EXISTS as an error on
+  // every production; a topic created meanwhile by a concurrent job is still fine (false, no throw).
+  const existing = new Set(await admin.listTopics())
+  const missing = specs.filter((spec) => !existing.has(spec.topic))
+  if (missing.length > 0) {
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: missing.map(({ topic, numPartitions }) => ({ topic, numPartitions, replicationFactor: -1, configEntries: KEEP_FOREVER }))
+    })
+  }
   const { topics } = await admin.fetchTopicMetadata({ topics: specs.map((spec) => spec.topic) })
   for (const spec of specs) {
     const found = topics.find((t) => t.name === spec.topic)

@@ -25,10 +25,15 @@ const kafkaLevels: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
 }
 
 /** Routes KafkaJS's own logs into a pino child, object first like every other log line. */
+// The producer's retries are bounded on purpose (createKafka): a send that keeps failing abandons
+// the whole segment, which is then retried from scratch, so exactly-once per record is not needed.
+const EXPECTED_WARNINGS = new Set(['Limiting retries for the idempotent producer may invalidate EoS guarantees'])
+
 export function kafkaLogCreator (logger: Logger): KafkaLogCreator {
   const log = logger.child({ component: 'kafkajs' })
   return () => ({ namespace, level, log: entry }) => {
     const { message, timestamp: _timestamp, logger: _logger, ...fields } = entry
+    if (EXPECTED_WARNINGS.has(message)) return
     log[kafkaLevels[level] ?? 'info']({ namespace, ...fields }, message)
   }
 }

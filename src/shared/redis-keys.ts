@@ -14,6 +14,8 @@ export interface RedisKeys {
   retired: (generation: string) => string
   /** HASH per run: what the aggregator did with it (RUN_RESULT fields); kept 30 days */
   runResult: (runId: string) => string
+  /** per-file lock: two runs' jobs for one file never produce it at the same time */
+  ingestLock: (file: string) => string
   /** BullMQ's key prefix */
   bullPrefix: string
 }
@@ -26,6 +28,7 @@ export function redisKeys (prefix: string): RedisKeys {
     staging: (generation) => `${prefix}staging:${generation}`,
     retired: (generation) => `${prefix}retired:${generation}`,
     runResult: (runId) => `${prefix}run:${runId}`,
+    ingestLock: (file) => `${prefix}ingest-lock:${file}`,
     bullPrefix: `${prefix}bull`
   }
 }

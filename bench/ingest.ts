@@ -1,0 +1,89 @@
+// `npm run bench:ingest -- --scale 0.1 [--file couponbase2.gz] [--partitions 8]`: produces ONE
+// generated file to a fresh topic prefix and prints its speed, then in the same run on the same
+// file the floor: gunzip + CodeScanner only, no Kafka. Data is generated once under
+// data/bench-<scale>/ and reused; the topics are deleted at the end.
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { generateCoupons } from '../src/gen/generate-coupons.js'
+import { produceFile } from '../src/ingest/produce-file.js'
+import { readGzip } from '../src/ingest/read-gzip.js'
+import { CodeScanner } from '../src/shared/code-rule.js'
+import { loadConfig } from '../src/shared/config.js'
+import { createKafka } from '../src/shared/kafka.js'
+import { createLogger } from '../src/shared/logger.js'
+import { newRunId } from '../src/shared/segments.js'
+
+const { values } = parseArgs({
+  options: {
+    scale: { type: 'string', default: '0.1' },
+    file: { type: 'string', default: 'couponbase2.gz' },
+    partitions: { type: 'string', default: '8' },
+    seed: { type: 'string', default: '1' }
+  }
+})
+const scale = Number(values.scale)
+const dir = join('data', scale === 1 ? 'scale-1' : `bench-${values.scale}`)
+const file = values.file
+const path = join(dir, file)
+
+if (!existsSync(path)) {
+  console.log(`generating scale ${scale} into ${dir} ...`)
+  await generateCoupons({ outDir: dir, scale, seed: Number(values.seed) })
+}
+
+const prefix = `bench-ingest-${Date.now()}.`
+const config = loadConfig({ ...process.env, COUPON_DATA_DIR: dir, KAFKA_TOPIC_PREFIX: prefix, KAFKA_PARTITIONS: values.partitions, LOG_LEVEL: 'error' })
+const logger = createLogger('error', 'bench')
+const kafka = createKafka(config, logger, 'bench-ingest')
+
+interface Figures { seconds: number, compressed: number, uncompressed: number, codes: number, peakRssMb: number }
+
+let peakRss = 0
+const sampler = setInterval(() => { peakRss = Math.max(peakRss, process.memoryUsage.rss()) }, 50)
+
+async function measure (run: () => Promise<{ compressed: number, uncompressed: number, codes: number }>): Promise<Figures> {
+  globalThis.gc?.()
+  peakRss = process.memoryUsage.rss()
+  const started = performance.now()
+  const { compressed, uncompressed, codes } = await run()
+  const seconds = (performance.now() - started) / 1000
+  peakRss = Math.max(peakRss, process.memoryUsage.rss())
+  return { seconds, compressed, uncompressed, codes, peakRssMb: peakRss / 2 ** 20 }
+}
+
+function print (label: string, f: Figures): void {
+  const mb = 2 ** 20
+  console.log(`${label.padEnd(22)} ${f.seconds.toFixed(2).padStart(7)} s  ` +
+    `${(f.compressed / mb / f.seconds).toFixed(1).padStart(6)} MB/s gz  ` +
+    `${(f.uncompressed / mb / f.seconds).toFixed(1).padStart(6)} MB/s raw  ` +
+    `${(f.codes / f.seconds / 1e6).toFixed(2).padStart(6)} M codes/s  ` +
+    `peak RSS ${f.peakRssMb.toFixed(0)} MB`)
+}
+
+try {
+  // The floor first: it also warms the page cache for both passes.
+  const floor = await measure(async () => {
+    const scanner = new CodeScanner()
+    const onCode = (): void => {}
+    const { bytesTotal } = await readGzip({ file, path, onChunk: (chunk) => { scanner.push(chunk, onCode) } })
+    scanner.end(onCode)
+    return { compressed: bytesTotal, uncompressed: scanner.bytes, codes: scanner.codes }
+  })
+  const produced = await measure(async () => {
+    const manifest = await produceFile({ config, kafka, logger, file, runId: newRunId() })
+    return { compressed: manifest.fileBytes, uncompressed: floor.uncompressed, codes: manifest.codes }
+  })
+  console.log(`\n${file} at scale ${scale}: ${(produced.compressed / 2 ** 20).toFixed(1)} MB gz, ` +
+    `${(floor.uncompressed / 2 ** 20).toFixed(1)} MB raw, ${produced.codes.toLocaleString('en')} codes, ${config.kafkaPartitions} partitions`)
+  print('produce to Kafka', produced)
+  print('floor (gunzip + scan)', floor)
+  console.log(`Kafka costs ${(produced.seconds / floor.seconds).toFixed(2)}x the floor`)
+} finally {
+  clearInterval(sampler)
+  const admin = kafka.admin()
+  await admin.connect()
+  const topics = (await admin.listTopics()).filter((topic) => topic.startsWith(prefix))
+  if (topics.length > 0) await admin.deleteTopics({ topics })
+  await admin.disconnect()
+}

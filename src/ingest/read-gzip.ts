@@ -1,0 +1,150 @@
+// Streams one gzipped coupon file in constant memory: compressed bytes are hashed and counted as
+// they are read (progress and the manifest's sha256), decompressed chunks go to the caller one at a
+// time and the next one is read only when the caller's promise resolves (backpressure all the way
+// to the disk). Every way a file can be bad ends in a CouponsError naming the file and the cause.
+import { createHash } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import { stat } from 'node:fs/promises'
+import { pipeline } from 'node:stream/promises'
+import { createGunzip } from 'node:zlib'
+import { CouponsError, isCouponsError } from '../shared/errors.js'
+
+/** A line longer than this is not a coupon file (e.g. a binary file without newlines). */
+export const MAX_LINE_BYTES = 1 << 20
+/** Decompressed chunk size: never above MAX_LINE_BYTES, which the line guard relies on. */
+const CHUNK_BYTES = 64 * 1024
+const READ_BYTES = 256 * 1024
+const LF = 0x0a
+
+export interface ReadGzipOptions {
+  /** the file's name, for messages */
+  file: string
+  path: string
+  signal?: AbortSignal
+  /** called once the size is known, before any chunk */
+  onOpen?: (bytesTotal: number) => void
+  /** compressed bytes read so far */
+  onCompressed?: (bytesRead: number) => void
+  /** one decompressed chunk; valid only during the call */
+  onChunk: (chunk: Buffer) => void | Promise<void>
+}
+
+export interface ReadGzipResult {
+  bytesTotal: number
+  sha256: string
+}
+
+export async function readGzip (options: ReadGzipOptions): Promise<ReadGzipResult> {
+  const { file, path, signal, onOpen, onCompressed, onChunk } = options
+  const bytesTotal = await fileSize(file, path)
+  onOpen?.(bytesTotal)
+  const hash = createHash('sha256')
+  // An empty file holds no codes: a valid, empty segment (zlib would call it truncated).
+  if (bytesTotal === 0) return { bytesTotal, sha256: hash.digest('hex') }
+  const guard = new LineGuard(file)
+  let bytesRead = 0
+  let firstBytes: Buffer | null = null
+  try {
+    await pipeline(
+      createReadStream(path, { highWaterMark: READ_BYTES }),
+      async function * (source: AsyncIterable<Buffer>) {
+        for await (const chunk of source) {
+          if (firstBytes === null) firstBytes = chunk.subarray(0, 2)
+          hash.update(chunk)
+          bytesRead += chunk.length
+          onCompressed?.(bytesRead)
+          yield chunk
+        }
+      },
+      createGunzip({ chunkSize: CHUNK_BYTES }),
+      async function (source: AsyncIterable<Buffer>) {
+        for await (const chunk of source) {
+          guard.check(chunk)
+          await onChunk(chunk)
+        }
+      },
+      { signal }
+    )
+  } catch (err) {
+    throw readError(file, path, err, firstBytes)
+  }
+  return { bytesTotal, sha256: hash.digest('hex') }
+}
+
+/** The file's size; fails like readGzip when the file is missing or not a regular file. */
+export async function fileSize (file: string, path: string): Promise<number> {
+  try {
+    const stats = await stat(path)
+    if (!stats.isFile()) throw new CouponsError('INGEST_FILE_UNREADABLE', `${file}: ${path} is not a regular file`)
+    return stats.size
+  } catch (err) {
+    if (isCouponsError(err)) throw err
+    throw readError(file, path, err, null)
+  }
+}
+
+function readError (file: string, path: string, err: unknown, firstBytes: Buffer | null): Error {
+  if (isCouponsError(err)) return err
+  const e = err as NodeJS.ErrnoException
+  if (e.name === 'AbortError') return new CouponsError('INGEST_ABORTED', `${file}: ingest aborted`, { cause: err, retriable: true })
+  switch (e.code) {
+    case 'ENOENT':
+      return new CouponsError('INGEST_FILE_MISSING', `${file}: no such file at ${path}`, { cause: err })
+    case 'EACCES':
+    case 'EPERM':
+    case 'EISDIR':
+      return new CouponsError('INGEST_FILE_UNREADABLE', `${file}: cannot read ${path} (${e.code})`, { cause: err })
+    case 'Z_BUF_ERROR':
+      // zlib's "unexpected end of file": the stream stops before the gzip trailer.
+      return new CouponsError('INGEST_TRUNCATED_GZIP', `${file}: truncated gzip (unexpected end of file): the file was cut short or is still being copied`, { cause: err })
+    case 'Z_DATA_ERROR':
+    case 'Z_STREAM_ERROR':
+    case 'Z_NEED_DICT': {
+      const gzipMagic = firstBytes !== null && firstBytes.length === 2 && firstBytes[0] === 0x1f && firstBytes[1] === 0x8b
+      return new CouponsError('INGEST_CORRUPT_GZIP', gzipMagic
+        ? `${file}: corrupt gzip (${e.message})`
+        : `${file}: not a gzip file (no gzip header; ${e.message})`, { cause: err })
+    }
+  }
+  return new CouponsError('INGEST_READ_FAILED', `${file}: reading ${path} failed: ${e.message}`, { cause: err, retriable: true })
+}
+
+/**
+ * Fails on a line longer than MAX_LINE_BYTES, so that a file of one enormous line is rejected
+ * instead of being scanned for nothing. Only the two LFs at the ends of a chunk are looked at: a
+ * line inside one chunk is shorter than the chunk, which is never longer than MAX_LINE_BYTES.
+ */
+class LineGuard {
+  #file: string
+  /** bytes since the last LF */
+  #open = 0
+
+  constructor (file: string) { this.#file = file }
+
+  check (chunk: Buffer): void {
+    const first = chunk.indexOf(LF)
+    if (first === -1) {
+      this.#open += chunk.length
+      if (this.#open > MAX_LINE_BYTES) this.#fail()
+      return
+    }
+    if (this.#open + first > MAX_LINE_BYTES) this.#fail()
+    if (chunk.length > MAX_LINE_BYTES) this.#checkInside(chunk, first)
+    this.#open = chunk.length - 1 - chunk.lastIndexOf(LF)
+  }
+
+  #checkInside (chunk: Buffer, from: number): void {
+    let at = from
+    for (;;) {
+      const next = chunk.indexOf(LF, at + 1)
+      if (next === -1) return
+      if (next - at - 1 > MAX_LINE_BYTES) this.#fail()
+      at = next
+    }
+  }
+
+  #fail (): never {
+    throw new CouponsError('INGEST_LINE_TOO_LONG',
+      `${this.#file}: a line is longer than ${MAX_LINE_BYTES} bytes without a line end: not a coupon file of one code per line`)
+  }
+}

@@ -1,0 +1,44 @@
+// A Redis lock per file, held while a file job produces it: a run started while another run's job
+// for the same file is still active waits for it instead of producing the file twice at once.
+// (Each attempt has its own segment anyway, so even without the lock two productions could never
+// mix into one segment; the lock saves the duplicate work and keeps the order of runs.)
+// The lock expires unless renewed, so a crashed holder frees it within LOCK_TTL_MS.
+import { randomBytes } from 'node:crypto'
+import type { Redis } from 'ioredis'
+import { CouponsError } from '../shared/errors.js'
+
+const LOCK_TTL_MS = 30_000
+const RENEW_EVERY_MS = 10_000
+const POLL_MS = 500
+
+const RELEASE = 'if redis.call(\'get\', KEYS[1]) == ARGV[1] then return redis.call(\'del\', KEYS[1]) else return 0 end'
+const RENEW = 'if redis.call(\'get\', KEYS[1]) == ARGV[1] then return redis.call(\'pexpire\', KEYS[1], ARGV[2]) else return 0 end'
+
+export interface FileLock {
+  /** whether the lock was still ours at the last renewal */
+  readonly held: boolean
+  release: () => Promise<void>
+}
+
+/** Waits until the lock is free, then holds it until release(); `onWait` is called once if it has to wait. */
+export async function acquireFileLock (redis: Redis, key: string, options: { signal?: AbortSignal, onWait?: () => void } = {}): Promise<FileLock> {
+  const token = randomBytes(8).toString('hex')
+  let waited = false
+  while ((await redis.set(key, token, 'PX', LOCK_TTL_MS, 'NX')) !== 'OK') {
+    if (options.signal?.aborted === true) throw new CouponsError('INGEST_ABORTED', `aborted while waiting for ${key}`, { retriable: true })
+    if (!waited) { waited = true; options.onWait?.() }
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS))
+  }
+  let held = true
+  const timer = setInterval(() => {
+    redis.eval(RENEW, 1, key, token, LOCK_TTL_MS).then((renewed) => { if (renewed === 0) held = false }, () => {})
+  }, RENEW_EVERY_MS)
+  timer.unref()
+  return {
+    get held () { return held },
+    async release () {
+      clearInterval(timer)
+      await redis.eval(RELEASE, 1, key, token).catch(() => {})
+    }
+  }
+}

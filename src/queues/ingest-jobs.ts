@@ -1,0 +1,83 @@
+// The BullMQ side of ingestion (DESIGN section 8), named in one place: two queues under the
+// configured Redis prefix, the jobs they hold and the options every job gets.
+//
+// - `ingest-files`: one job per file of a run, processed in a sandbox (ingest-processor.ts);
+// - `ingest-runs`: the parent job of each run's flow (completes when its files do) and the small
+//   `start-run` jobs that the daily scheduler emits, which a worker turns into a run.
+import type { JobsOptions } from 'bullmq'
+import type { Config } from '../shared/config.js'
+import { redisKeys } from '../shared/redis-keys.js'
+import type { SegmentManifest } from '../shared/segments.js'
+import type { IngestProgress } from '../ingest/produce-file.js'
+
+export const FILES_QUEUE = 'ingest-files'
+export const RUNS_QUEUE = 'ingest-runs'
+export const FILE_JOB = 'file'
+export const RUN_JOB = 'run'
+export const START_RUN_JOB = 'start-run'
+export const DAILY_SCHEDULER_ID = 'daily-ingest'
+
+export type RunSource = 'admin' | 'schedule' | 'cli'
+
+/** Data of a run's parent job. */
+export interface RunJobData {
+  runId: string
+  source: RunSource
+  requestedAt: string
+  files: string[]
+}
+
+/** Data of a file job; segmentId is set by each attempt before it produces anything. */
+export interface FileJobData {
+  runId: string
+  file: string
+  segmentId?: string
+}
+
+/** Data of a scheduler's job: start a run of every configured file. */
+export interface StartRunJobData {
+  source: RunSource
+}
+
+/** Return value of a file job: the manifest without its per-partition detail. */
+export type FileJobResult = Omit<SegmentManifest, 'partitions' | 'type'>
+
+export type { IngestProgress }
+
+export function bullPrefix (config: Pick<Config, 'redisPrefix'>): string {
+  return redisKeys(config.redisPrefix).bullPrefix
+}
+
+/** Deterministic, so a run's file jobs can be found from the run id and its file names. */
+export function fileJobId (runId: string, file: string): string {
+  return `${runId}.${file}`
+}
+
+// Finished jobs are the history shown by /admin/runs: kept a month, at most a few thousand.
+const KEEP = { age: 30 * 24 * 3600, count: 5000 }
+/** First retry after about this long, then doubling (a Kafka or Redis outage has time to end). */
+export const RETRY_DELAY_MS = 5000
+
+export function fileJobOptions (config: Pick<Config, 'ingestAttempts'>, runId: string, file: string): JobsOptions {
+  return {
+    jobId: fileJobId(runId, file),
+    attempts: config.ingestAttempts,
+    backoff: { type: 'exponential', delay: RETRY_DELAY_MS },
+    // One file that cannot be ingested fails its run: the aggregator never applies half a run.
+    failParentOnFailure: true,
+    removeOnComplete: KEEP,
+    removeOnFail: KEEP
+  }
+}
+
+export function runJobOptions (runId: string): JobsOptions {
+  return { jobId: runId, removeOnComplete: KEEP, removeOnFail: KEEP }
+}
+
+/** Per-file lock key: two runs' jobs for one file never produce it at the same time. */
+export function fileLockKey (config: Pick<Config, 'redisPrefix'>, file: string): string {
+  return redisKeys(config.redisPrefix).ingestLock(file)
+}
+
+/** Environment variable through which a worker hands its config to its sandboxed processors. */
+export const SANDBOX_CONFIG_ENV = 'COUPONS_SANDBOX_CONFIG'

@@ -1,0 +1,68 @@
+// The sandboxed processor of `ingest-files` jobs: BullMQ runs this file in a child process, so
+// decompressing and scanning a 700 MB file never blocks the event loop of the process that hosts
+// the worker (often the API). One child handles one job at a time and is reused for the next.
+import type { SandboxedJob } from 'bullmq'
+import { UnrecoverableError } from 'bullmq'
+import type { Redis } from 'ioredis'
+import type { Kafka } from 'kafkajs'
+import { produceFile, newSegmentId } from '../ingest/produce-file.js'
+import type { Config } from '../shared/config.js'
+import { isCouponsError } from '../shared/errors.js'
+import { createKafka } from '../shared/kafka.js'
+import { createLogger, type Logger } from '../shared/logger.js'
+import { createRedis } from '../shared/redis.js'
+import { acquireFileLock } from './file-lock.js'
+import { fileLockKey, SANDBOX_CONFIG_ENV, type FileJobData, type FileJobResult } from './ingest-jobs.js'
+
+interface Sandbox { config: Config, logger: Logger, kafka: Kafka, redis: Redis }
+let sandbox: Sandbox | undefined
+
+/** Clients live as long as the child, which BullMQ keeps for the next job. */
+function getSandbox (): Sandbox {
+  if (sandbox !== undefined) return sandbox
+  const raw = process.env[SANDBOX_CONFIG_ENV]
+  if (raw === undefined) throw new Error(`${SANDBOX_CONFIG_ENV} is not set: this file is started by createIngestWorker`)
+  const config = JSON.parse(raw) as Config
+  const logger = createLogger(config.logLevel, 'ingest-processor')
+  sandbox = { config, logger, kafka: createKafka(config, logger, 'coupons-ingest'), redis: createRedis(config.redisUrl, 'worker', logger) }
+  return sandbox
+}
+
+export default async function processFileJob (job: SandboxedJob<FileJobData, FileJobResult>, _token?: string, signal?: AbortSignal): Promise<FileJobResult> {
+  const { config, logger, kafka, redis } = getSandbox()
+  const { runId, file } = job.data
+  const segmentId = newSegmentId()
+  const log = logger.child({ jobId: job.id, runId, file, segmentId, attempt: job.attemptsMade + 1 })
+  try {
+    // Visible in the job before any record is written: a failed attempt names its segment too.
+    await job.updateData({ ...job.data, segmentId })
+    const lock = await acquireFileLock(redis, fileLockKey(config, file), {
+      signal,
+      onWait: () => {
+        log.info('another run is producing this file; waiting for it')
+        Promise.resolve(job.log(`waiting for another run's job producing ${file}`)).catch(() => {})
+      }
+    })
+    try {
+      const manifest = await produceFile({
+        config,
+        kafka,
+        logger: log,
+        file,
+        runId,
+        segmentId,
+        signal,
+        onProgress: (progress) => { job.updateProgress(progress).catch(() => {}) }
+      })
+      const { partitions: _partitions, type: _type, ...result } = manifest
+      return result
+    } finally {
+      await lock.release()
+    }
+  } catch (err) {
+    // Logged by produceFile and by the worker's 'failed' listener; here it only gets its BullMQ meaning.
+    if (isCouponsError(err) && !err.retriable) throw new UnrecoverableError(`${err.code}: ${err.message}`)
+    if (isCouponsError(err)) throw new Error(`${err.code}: ${err.message}`)
+    throw err
+  }
+}

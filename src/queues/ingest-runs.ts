@@ -1,0 +1,191 @@
+// Runs as the API and the scheduler see them (DESIGN section 8): a run is a BullMQ flow, a parent
+// job per run with one child job per file. Starting a run first appends its RunRecord to
+// `coupons.segments` (so the aggregator knows which files make it complete), then adds the flow.
+import { FlowProducer, Job, Queue } from 'bullmq'
+import type { Redis } from 'ioredis'
+import type { Kafka } from 'kafkajs'
+import { publishRunRecord } from '../ingest/run-record.js'
+import type { IngestProgress } from '../ingest/produce-file.js'
+import type { Config } from '../shared/config.js'
+import { CouponsError } from '../shared/errors.js'
+import { createKafka } from '../shared/kafka.js'
+import type { Logger } from '../shared/logger.js'
+import { createRedis } from '../shared/redis.js'
+import { redisKeys, RUN_RESULT } from '../shared/redis-keys.js'
+import { newRunId } from '../shared/segments.js'
+import {
+  bullPrefix, DAILY_SCHEDULER_ID, FILE_JOB, FILES_QUEUE, fileJobId, fileJobOptions, RUN_JOB, RUNS_QUEUE,
+  runJobOptions, START_RUN_JOB, type FileJobData, type FileJobResult, type RunJobData, type RunSource, type StartRunJobData
+} from './ingest-jobs.js'
+
+export type { RunSource }
+
+export interface RunFileView { file: string, jobId: string, state: string, progress: IngestProgress | null, attemptsMade: number, failedReason: string | null, segmentId: string | null }
+export interface RunResultView { state: 'applied' | 'failed' | 'superseded', appliedAt: string | null, validCount: number | null, swapMs: number | null, error: string | null }
+export interface RunView { runId: string, state: string, source: RunSource, requestedAt: string, finishedAt: string | null, files: RunFileView[], result: RunResultView | null }
+export interface ScheduleView { pattern: string | null, tz: string, next: string | null }
+export interface StartedRun { runId: string, jobs: Array<{ id: string, file: string }> }
+
+export interface RunStarter { config: Config, kafka: Kafka, flows: FlowProducer }
+
+/** Publishes the run record, then adds the run's flow. Shared by IngestRuns and the scheduler's jobs. */
+export async function startRun ({ config, kafka, flows }: RunStarter, files: string[], source: RunSource): Promise<StartedRun> {
+  if (files.length === 0) throw new CouponsError('INGEST_NO_FILES', 'a run needs at least one file')
+  const unknown = files.filter((file) => !config.couponFiles.includes(file))
+  if (unknown.length > 0) throw new CouponsError('INGEST_UNKNOWN_FILE', `not configured in COUPON_FILES: ${unknown.join(', ')}`)
+  if (new Set(files).size !== files.length) throw new CouponsError('INGEST_DUPLICATE_FILE', 'a run lists a file twice')
+  const runId = newRunId()
+  const requestedAt = new Date().toISOString()
+  await publishRunRecord(kafka, config, { type: 'run', runId, files, requestedAt, source })
+  const data: RunJobData = { runId, source, requestedAt, files }
+  await flows.add({
+    name: RUN_JOB,
+    queueName: RUNS_QUEUE,
+    data,
+    opts: runJobOptions(runId),
+    children: files.map((file) => ({
+      name: FILE_JOB,
+      queueName: FILES_QUEUE,
+      data: { runId, file } satisfies FileJobData,
+      opts: fileJobOptions(config, runId, file)
+    }))
+  })
+  return { runId, jobs: files.map((file) => ({ id: fileJobId(runId, file), file })) }
+}
+
+const RUN_STATES = ['active', 'waiting', 'waiting-children', 'prioritized', 'delayed', 'completed', 'failed'] as const
+
+export class IngestRuns {
+  readonly #config: Config
+  readonly #logger: Logger
+  readonly #redis: Redis
+  readonly #kafka: Kafka
+  readonly #runs: Queue<RunJobData | StartRunJobData>
+  readonly #files: Queue<FileJobData, FileJobResult>
+  readonly #flows: FlowProducer
+  #closing: Promise<void> | undefined
+
+  constructor (options: { config: Config, logger: Logger }) {
+    const { config, logger } = options
+    this.#config = config
+    this.#logger = logger
+    this.#redis = createRedis(config.redisUrl, 'producer', logger)
+    this.#kafka = createKafka(config, logger, 'coupons-ingest-runs')
+    const prefix = bullPrefix(config)
+    this.#runs = new Queue(RUNS_QUEUE, { connection: this.#redis, prefix })
+    this.#files = new Queue(FILES_QUEUE, { connection: this.#redis, prefix })
+    this.#flows = new FlowProducer({ connection: this.#redis, prefix })
+    const onError = (err: Error): void => { logger.warn({ err }, 'ingest queue error') }
+    this.#runs.on('error', onError)
+    this.#files.on('error', onError)
+    this.#flows.on('error', onError)
+  }
+
+  /** Upserts the daily job scheduler, or removes it when INGEST_CRON=off; safe to call at every start. */
+  async init (): Promise<void> {
+    const { ingestCron, ingestTz } = this.#config
+    if (ingestCron === null) {
+      await this.#runs.removeJobScheduler(DAILY_SCHEDULER_ID)
+      this.#logger.info('daily ingest is off')
+      return
+    }
+    await this.#runs.upsertJobScheduler(DAILY_SCHEDULER_ID, { pattern: ingestCron, tz: ingestTz }, {
+      name: START_RUN_JOB,
+      data: { source: 'schedule' } satisfies StartRunJobData,
+      opts: { removeOnComplete: true, removeOnFail: { count: 100 } }
+    })
+    this.#logger.info({ pattern: ingestCron, tz: ingestTz }, 'daily ingest scheduled')
+  }
+
+  startRun (files: string[], source: RunSource): Promise<StartedRun> {
+    return startRun({ config: this.#config, kafka: this.#kafka, flows: this.#flows }, files, source)
+  }
+
+  async getRun (runId: string): Promise<RunView | null> {
+    const parent = await Job.fromId<RunJobData>(this.#runs, runId)
+    if (parent === undefined || parent.name !== RUN_JOB) return null
+    return this.#view(parent)
+  }
+
+  /** Newest first (run ids sort by time). */
+  async listRuns (limit = 20): Promise<RunView[]> {
+    const jobs = await this.#runs.getJobs([...RUN_STATES], 0, limit - 1, false)
+    const runs = jobs
+      .filter((job): job is Job<RunJobData> => job?.name === RUN_JOB)
+      .sort((a, b) => (a.id! < b.id! ? 1 : a.id! > b.id! ? -1 : 0))
+      .slice(0, limit)
+    return Promise.all(runs.map((job) => this.#view(job)))
+  }
+
+  /** File jobs by state. */
+  async counts (): Promise<Record<string, number>> {
+    return this.#files.getJobCounts('active', 'waiting', 'waiting-children', 'prioritized', 'delayed', 'completed', 'failed')
+  }
+
+  async schedule (): Promise<ScheduleView> {
+    const tz = this.#config.ingestTz
+    const scheduler = await this.#runs.getJobScheduler(DAILY_SCHEDULER_ID)
+    if (scheduler === undefined) return { pattern: null, tz, next: null }
+    return {
+      pattern: scheduler.pattern ?? null,
+      tz: scheduler.tz ?? tz,
+      next: scheduler.next === undefined ? null : new Date(scheduler.next).toISOString()
+    }
+  }
+
+  close (): Promise<void> {
+    this.#closing ??= (async () => {
+      await Promise.allSettled([this.#runs.close(), this.#files.close(), this.#flows.close()])
+      this.#redis.disconnect()
+    })()
+    return this.#closing
+  }
+
+  async #view (parent: Job<RunJobData>): Promise<RunView> {
+    const { runId, source, requestedAt, files } = parent.data
+    const [state, children, result] = await Promise.all([
+      parent.getState(),
+      Promise.all(files.map((file) => this.#fileView(runId, file))),
+      this.#result(runId)
+    ])
+    return {
+      runId,
+      state,
+      source,
+      requestedAt,
+      finishedAt: parent.finishedOn === undefined ? null : new Date(parent.finishedOn).toISOString(),
+      files: children,
+      result
+    }
+  }
+
+  async #fileView (runId: string, file: string): Promise<RunFileView> {
+    const jobId = fileJobId(runId, file)
+    const job = await Job.fromId<FileJobData, FileJobResult>(this.#files, jobId)
+    if (job === undefined) return { file, jobId, state: 'unknown', progress: null, attemptsMade: 0, failedReason: null, segmentId: null }
+    const progress = typeof job.progress === 'object' && job.progress !== null ? job.progress as unknown as IngestProgress : null
+    return {
+      file,
+      jobId,
+      state: await job.getState(),
+      progress,
+      attemptsMade: job.attemptsMade,
+      failedReason: job.failedReason === undefined || job.failedReason === '' ? null : job.failedReason,
+      segmentId: job.returnvalue?.segmentId ?? job.data.segmentId ?? null
+    }
+  }
+
+  async #result (runId: string): Promise<RunResultView | null> {
+    const hash = await this.#redis.hgetall(redisKeys(this.#config.redisPrefix).runResult(runId))
+    const state = hash[RUN_RESULT.state]
+    if (state !== 'applied' && state !== 'failed' && state !== 'superseded') return null
+    const number = (value: string | undefined): number | null => value === undefined || value === '' ? null : Number(value)
+    return {
+      state,
+      appliedAt: hash[RUN_RESULT.appliedAt] || null,
+      validCount: number(hash[RUN_RESULT.validCount]),
+      swapMs: number(hash[RUN_RESULT.swapMs]),
+      error: hash[RUN_RESULT.error] || null
+    }
+  }
+}

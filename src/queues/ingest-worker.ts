@@ -1,0 +1,81 @@
+// The ingest workers (DESIGN section 8), embedded in the API or run alone by `coupons worker`:
+// - file jobs run in a sandboxed child process (ingest-processor), INGEST_CONCURRENCY at a time;
+// - run jobs are light and run here: a run's parent completes once its files have, and the
+//   scheduler's `start-run` jobs become real runs (RunRecord + flow).
+import { extname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { FlowProducer, Worker, type Job } from 'bullmq'
+import type { Config } from '../shared/config.js'
+import { createKafka } from '../shared/kafka.js'
+import type { Logger } from '../shared/logger.js'
+import { createRedis } from '../shared/redis.js'
+import {
+  bullPrefix, FILES_QUEUE, RUNS_QUEUE, RUN_JOB, SANDBOX_CONFIG_ENV, START_RUN_JOB,
+  type FileJobResult, type RunJobData, type StartRunJobData
+} from './ingest-jobs.js'
+import { startRun } from './ingest-runs.js'
+
+/**
+ * The processor file next to this module, with this module's extension: `.ts` when run through
+ * tsx (tests, `npm run coupons`), `.js` from the build in `dist/`.
+ */
+export const PROCESSOR_URL = new URL(`./ingest-processor${extname(fileURLToPath(import.meta.url))}`, import.meta.url)
+
+/** A BullMQ worker whose processor runs sandboxed (file work never blocks the caller's event loop). */
+export function createIngestWorker (options: { config: Config, logger: Logger }): { close (): Promise<void> } {
+  const { config } = options
+  const logger = options.logger.child({ component: 'ingest-worker' })
+  const prefix = bullPrefix(config)
+  const connection = createRedis(config.redisUrl, 'worker', logger)
+  const kafka = createKafka(config, logger, 'coupons-ingest-scheduler')
+  const flows = new FlowProducer({ connection, prefix })
+
+  const { adminToken: _adminToken, ...sandboxConfig } = config
+  const files = new Worker<unknown, FileJobResult>(FILES_QUEUE, PROCESSOR_URL, {
+    connection,
+    prefix,
+    concurrency: config.ingestConcurrency,
+    // A child process per concurrent job: its own heap, and a crash in it fails one job, not the host.
+    useWorkerThreads: false,
+    workerForkOptions: { env: { ...process.env, [SANDBOX_CONFIG_ENV]: JSON.stringify(sandboxConfig) } },
+    // A whole file can take minutes; the lock is renewed by the worker, not by the child.
+    lockDuration: 60_000
+  })
+
+  const runs = new Worker<RunJobData | StartRunJobData>(RUNS_QUEUE, async (job: Job<RunJobData | StartRunJobData>) => {
+    if (job.name === START_RUN_JOB) {
+      const { source } = job.data as StartRunJobData
+      const started = await startRun({ config, kafka, flows }, config.couponFiles, source)
+      logger.info({ runId: started.runId, source }, 'run started')
+      return started
+    }
+    if (job.name === RUN_JOB) {
+      const values = await job.getChildrenValues<FileJobResult>()
+      const segments = Object.values(values).map(({ file, segmentId, codes }) => ({ file, segmentId, codes }))
+      logger.info({ runId: (job.data as RunJobData).runId, segments }, 'run ingested')
+      return { segments }
+    }
+    throw new Error(`unknown job ${job.name} in ${RUNS_QUEUE}`)
+  }, { connection, prefix, concurrency: 4 })
+
+  files.on('active', (job) => { logger.info({ jobId: job.id, file: (job.data as { file?: string }).file }, 'ingest job started') })
+  files.on('completed', (job) => { logger.info({ jobId: job.id, segmentId: job.returnvalue.segmentId, codes: job.returnvalue.codes }, 'ingest job completed') })
+  files.on('failed', (job, err) => { logger.warn({ jobId: job?.id, attemptsMade: job?.attemptsMade, err }, 'ingest job failed') })
+  const onError = (err: Error): void => { logger.error({ err }, 'ingest worker error') }
+  files.on('error', onError)
+  runs.on('error', onError)
+  flows.on('error', onError)
+
+  let closing: Promise<void> | undefined
+  return {
+    close () {
+      closing ??= (async () => {
+        // Stop taking jobs and let the active ones finish, then close the clients.
+        await Promise.allSettled([files.close(), runs.close()])
+        await flows.close().catch(() => {})
+        connection.disconnect()
+      })()
+      return closing
+    }
+  }
+}

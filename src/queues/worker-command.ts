@@ -1,0 +1,22 @@
+// `coupons worker`: the ingest workers alone, for deployments that run them apart from the API
+// (INGEST_WORKER=false there). Closing waits for the active file jobs, up to the grace delay; a job
+// cut short stalls and is retried by BullMQ with a fresh segment.
+import closeWithGrace from 'close-with-grace'
+import { loadConfig } from '../shared/config.js'
+import { createLogger } from '../shared/logger.js'
+import { createIngestWorker } from './ingest-worker.js'
+
+const GRACE_MS = 30_000
+
+export async function workerCommand (argv: string[]): Promise<void> {
+  if (argv.length > 0) throw new Error(`worker takes no arguments, got ${argv.join(' ')}`)
+  const config = loadConfig()
+  const logger = createLogger(config.logLevel, 'worker')
+  const worker = createIngestWorker({ config, logger })
+  logger.info({ concurrency: config.ingestConcurrency, attempts: config.ingestAttempts }, 'ingest worker started')
+  closeWithGrace({ delay: GRACE_MS, logger }, async ({ err, signal }) => {
+    if (err !== undefined) logger.error({ err }, 'worker crashed; closing')
+    else logger.info({ signal }, 'worker closing')
+    await worker.close()
+  })
+}

@@ -1,0 +1,150 @@
+// produceFile against the real Kafka: what goes in comes back out per partition, the manifest
+// describes exactly the records of its segment, and bad input fails loudly with no manifest.
+import { createHash } from 'node:crypto'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { gzipSync } from 'node:zlib'
+import { pino } from 'pino'
+import t, { type Test } from 'tap'
+import { generateCoupons } from '../../src/gen/generate-coupons.js'
+import { produceFile, type IngestProgress } from '../../src/ingest/produce-file.js'
+import { isCouponsError } from '../../src/shared/errors.js'
+import { topicNames } from '../../src/shared/kafka.js'
+import { newRunId } from '../../src/shared/segments.js'
+import { deleteTopics, testConfig, testKafka } from '../helpers/test-env.js'
+import { codesOfSegment, expectedCodes, readManifests, readTopic } from '../helpers/ingest-read.js'
+
+const logger = pino({ level: 'silent' })
+
+async function setup (t: Test, label: string) {
+  const dir = await mkdtemp(join(tmpdir(), `ingest-${label}-`))
+  const config = testConfig(label, { COUPON_DATA_DIR: dir })
+  const kafka = testKafka(config)
+  t.teardown(async () => {
+    await deleteTopics(kafka, config.kafkaTopicPrefix)
+    await rm(dir, { recursive: true, force: true })
+  })
+  return { dir, config, kafka }
+}
+
+t.test('a generated file comes back code for code, per partition, as the manifest says', async (t) => {
+  const { dir, config, kafka } = await setup(t, 'produce')
+  await generateCoupons({ outDir: dir, scale: 0.001, seed: 7 })
+  const file = 'couponbase2.gz'
+  const path = join(dir, file)
+  const runId = newRunId()
+  const progress: IngestProgress[] = []
+
+  const manifest = await produceFile({ config, kafka, logger, file, runId, onProgress: (p) => progress.push(p) })
+
+  const expected = expectedCodes(path, config.kafkaPartitions)
+  const records = await readTopic(kafka, topicNames(config).data(file))
+  t.same(codesOfSegment(records, manifest.segmentId, config.kafkaPartitions), expected.perPartition, 'the multiset of codes per partition')
+
+  const compressed = await readFile(path)
+  t.equal(manifest.file, file)
+  t.equal(manifest.runId, runId)
+  t.equal(manifest.topic, topicNames(config).data(file))
+  t.equal(manifest.fileBytes, compressed.length)
+  t.equal(manifest.sha256, createHash('sha256').update(compressed).digest('hex'))
+  t.equal(manifest.lines, expected.lines)
+  t.equal(manifest.codes, expected.perPartition.reduce((n, codes) => n + codes.length, 0))
+  t.equal(manifest.partitions.length, config.kafkaPartitions)
+  for (const range of manifest.partitions) {
+    const mine = records.filter((r) => r.partition === range.partition && r.headers.segment === manifest.segmentId)
+    t.equal(range.codes, expected.perPartition[range.partition].length, `codes of partition ${range.partition}`)
+    t.equal(range.records, mine.length, `records of partition ${range.partition}`)
+    const offsets = mine.map((r) => BigInt(r.offset))
+    t.equal(range.firstOffset, offsets.reduce((a, b) => a < b ? a : b).toString(), `first offset of partition ${range.partition}`)
+    t.equal(range.lastOffset, offsets.reduce((a, b) => a > b ? a : b).toString(), `last offset of partition ${range.partition}`)
+    t.ok(mine.every((r) => r.value.length <= 64 * 1024), 'records are at most 64 KiB')
+  }
+
+  t.same(await readManifests(kafka, topicNames(config).segments), [manifest], 'the manifest is on the segments topic')
+  t.ok(progress.length >= 2, 'progress was reported')
+  t.equal(progress.at(-1)?.percent, 100)
+  t.equal(progress.at(-1)?.codes, manifest.codes)
+  t.equal(progress.at(-1)?.bytesTotal, compressed.length)
+})
+
+t.test('two productions of one file are two segments with their own records', async (t) => {
+  const { dir, config, kafka } = await setup(t, 'twice')
+  const file = 'couponbase1.gz'
+  await writeFile(join(dir, file), gzipSync(Buffer.from('AAAAAAAA\nBBBBBBBB\nCCCCCCCC\n')))
+  const runId = newRunId()
+  const [a, b] = await Promise.all([
+    produceFile({ config, kafka, logger, file, runId }),
+    produceFile({ config, kafka, logger, file, runId })
+  ])
+  t.not(a.segmentId, b.segmentId)
+  const records = await readTopic(kafka, topicNames(config).data(file))
+  for (const manifest of [a, b]) {
+    const codes = codesOfSegment(records, manifest.segmentId, config.kafkaPartitions).flat().sort()
+    t.same(codes, ['AAAAAAAA', 'BBBBBBBB', 'CCCCCCCC'])
+  }
+})
+
+t.test('CRLF line ends and surrounding spaces are handled by the code rule', async (t) => {
+  const { dir, config, kafka } = await setup(t, 'crlf')
+  const file = 'couponbase1.gz'
+  await writeFile(join(dir, file), gzipSync(Buffer.from(' ABCDEFGH \r\nXYZ12345ab\r\n\tshort\r\n12345678901\r\nAAAAAAAA BBBBBBBBB')))
+  const manifest = await produceFile({ config, kafka, logger, file, runId: newRunId() })
+  t.equal(manifest.lines, 5)
+  t.equal(manifest.codes, 4)
+  const records = await readTopic(kafka, topicNames(config).data(file))
+  t.same(codesOfSegment(records, manifest.segmentId, config.kafkaPartitions).flat().sort(), ['AAAAAAAA', 'ABCDEFGH', 'BBBBBBBBB', 'XYZ12345ab'])
+})
+
+t.test('an empty file is a valid segment with zero codes', async (t) => {
+  const { dir, config, kafka } = await setup(t, 'empty')
+  await writeFile(join(dir, 'couponbase1.gz'), Buffer.alloc(0))
+  await writeFile(join(dir, 'couponbase2.gz'), gzipSync(Buffer.alloc(0)))
+  for (const file of ['couponbase1.gz', 'couponbase2.gz']) {
+    const manifest = await produceFile({ config, kafka, logger, file, runId: newRunId() })
+    t.equal(manifest.codes, 0, file)
+    t.equal(manifest.lines, 0, file)
+    t.ok(manifest.partitions.every((p) => p.records === 0 && p.firstOffset === null && p.lastOffset === null), `${file} has no records`)
+  }
+  t.equal((await readManifests(kafka, topicNames(config).segments)).length, 2)
+})
+
+async function rejectsWith (t: Test, promise: Promise<unknown>, code: string, fragment: RegExp): Promise<void> {
+  try {
+    await promise
+    t.fail(`expected ${code}`)
+  } catch (err) {
+    t.ok(isCouponsError(err, code), `fails with ${code} (got ${(err as { code?: string }).code})`)
+    t.match((err as Error).message, fragment)
+    t.equal((err as { retriable?: boolean }).retriable, false, 'is not retriable')
+  }
+}
+
+t.test('bad input fails with a clear error and writes no manifest', async (t) => {
+  const { dir, config, kafka } = await setup(t, 'bad')
+  const good = gzipSync(Buffer.from(Array.from({ length: 50_000 }, (_, i) => `CODE${String(i).padStart(6, '0')}`).join('\n')))
+  const corrupt = Buffer.from(good)
+  corrupt.fill(0x55, 2000, 2100)
+  const enormous = gzipSync(Buffer.alloc(3 * 1024 * 1024, 'A'))
+  const cases: Array<[file: string, content: Buffer | null, code: string, fragment: RegExp]> = [
+    ['missing.gz', null, 'INGEST_FILE_MISSING', /missing\.gz: no such file/],
+    ['plain.gz', Buffer.from('AAAAAAAA\nBBBBBBBB\n'), 'INGEST_CORRUPT_GZIP', /plain\.gz: not a gzip file/],
+    ['truncated.gz', good.subarray(0, Math.floor(good.length * 0.6)), 'INGEST_TRUNCATED_GZIP', /truncated\.gz: truncated gzip/],
+    ['corrupt.gz', corrupt, 'INGEST_CORRUPT_GZIP', /corrupt\.gz: corrupt gzip/],
+    ['enormous.gz', enormous, 'INGEST_LINE_TOO_LONG', /enormous\.gz: a line is longer than/]
+  ]
+  for (const [file, content, code, fragment] of cases) {
+    if (content !== null) await writeFile(join(dir, file), content)
+    await rejectsWith(t, produceFile({ config, kafka, logger, file, runId: newRunId() }), code, fragment)
+  }
+  t.same(await readManifests(kafka, topicNames(config).segments), [], 'no manifest at all')
+  const admin = kafka.admin()
+  await admin.connect()
+  t.notOk((await admin.listTopics()).includes(topicNames(config).data('missing.gz')), 'a missing file creates no topic')
+  await admin.disconnect()
+})
+
+t.test('a path instead of a file name is refused', async (t) => {
+  const { config, kafka } = await setup(t, 'path')
+  await rejectsWith(t, produceFile({ config, kafka, logger, file: '../etc/passwd', runId: newRunId() }), 'INGEST_BAD_FILE_NAME', /not a file name/)
+})

@@ -1,0 +1,136 @@
+// Runs through BullMQ against the real Redis and Kafka: flows of file jobs processed in sandboxed
+// child processes, progress, retries that stop for bad input, and the per-file lock.
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Queue, QueueEvents } from 'bullmq'
+import { Redis } from 'ioredis'
+import { pino } from 'pino'
+import t, { type Test } from 'tap'
+import { generateCoupons } from '../../src/gen/generate-coupons.js'
+import { acquireFileLock } from '../../src/queues/file-lock.js'
+import { bullPrefix, FILES_QUEUE, fileLockKey } from '../../src/queues/ingest-jobs.js'
+import { IngestRuns, type RunView } from '../../src/queues/ingest-runs.js'
+import { createIngestWorker } from '../../src/queues/ingest-worker.js'
+import type { Config } from '../../src/shared/config.js'
+import { topicNames } from '../../src/shared/kafka.js'
+import { deleteRedisPrefix, deleteTopics, testConfig, testKafka } from '../helpers/test-env.js'
+import { readSegments } from '../helpers/ingest-read.js'
+
+const logger = pino({ level: 'silent' })
+
+async function setup (t: Test, label: string, env: NodeJS.ProcessEnv = {}) {
+  const dir = await mkdtemp(join(tmpdir(), `queues-${label}-`))
+  const config = testConfig(label, { COUPON_DATA_DIR: dir, ...env })
+  const kafka = testKafka(config)
+  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null })
+  const runs = new IngestRuns({ config, logger })
+  const worker = createIngestWorker({ config, logger })
+  t.teardown(async () => {
+    await worker.close()
+    await runs.close()
+    await deleteRedisPrefix(redis, config.redisPrefix)
+    redis.disconnect()
+    await deleteTopics(kafka, config.kafkaTopicPrefix)
+    await rm(dir, { recursive: true, force: true })
+  })
+  return { dir, config, kafka, redis, runs }
+}
+
+async function waitForRun (runs: IngestRuns, runId: string, done: (run: RunView) => boolean, seen: RunView[] = []): Promise<RunView> {
+  const deadline = Date.now() + 120_000
+  for (;;) {
+    const run = await runs.getRun(runId)
+    if (run !== null) {
+      seen.push(run)
+      if (done(run)) return run
+    }
+    if (Date.now() > deadline) throw new Error(`run ${runId} did not finish: ${JSON.stringify(run)}`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
+
+function queueEvents (t: Test, config: Config, redis: Redis): QueueEvents {
+  const connection = redis.duplicate()
+  const events = new QueueEvents(FILES_QUEUE, { connection, prefix: bullPrefix(config) })
+  t.teardown(async () => { await events.close(); connection.disconnect() })
+  return events
+}
+
+t.test('a run of three files completes when its three file jobs do, with progress while they run', async (t) => {
+  const { dir, config, kafka, redis, runs } = await setup(t, 'run3')
+  await generateCoupons({ outDir: dir, scale: 0.01, seed: 3 })
+  const events = queueEvents(t, config, redis)
+  await events.waitUntilReady()
+  const progressEvents: Array<{ jobId: string, percent: number }> = []
+  events.on('progress', ({ jobId, data }) => { progressEvents.push({ jobId, percent: (data as { percent: number }).percent }) })
+
+  const started = await runs.startRun(config.couponFiles, 'admin')
+  t.equal(started.jobs.length, 3)
+  t.same(started.jobs.map((job) => job.file), config.couponFiles)
+  const seen: RunView[] = []
+  const run = await waitForRun(runs, started.runId, (view) => view.state === 'completed' || view.state === 'failed', seen)
+
+  t.equal(run.state, 'completed')
+  t.equal(run.source, 'admin')
+  t.ok(run.finishedAt !== null)
+  t.ok(seen.some((view) => view.state !== 'completed'), 'the run was seen unfinished')
+  t.ok(seen.some((view) => view.files.some((file) => file.state === 'active' && file.progress !== null)), 'a running file showed progress')
+  for (const job of started.jobs) {
+    t.ok(progressEvents.some((event) => event.jobId === job.id && event.percent < 100), `${job.file} reported progress before the end`)
+  }
+  const records = await readSegments(kafka, topicNames(config).segments)
+  t.same(records.filter((r) => r.type === 'run').map((r) => r.runId), [started.runId], 'one run record')
+  for (const file of run.files) {
+    t.equal(file.state, 'completed', file.file)
+    t.equal(file.progress?.percent, 100, `${file.file} ends at 100%`)
+    t.equal(file.attemptsMade, 1)
+    const manifest = records.find((r) => r.type === 'segment' && r.file === file.file)
+    t.ok(manifest !== undefined && manifest.type === 'segment' && manifest.segmentId === file.segmentId && manifest.runId === started.runId,
+      `${file.file} has a manifest for the job's segment`)
+  }
+  t.same((await runs.listRuns()).map((view) => view.runId), [started.runId])
+  t.equal((await runs.counts()).completed, 3)
+})
+
+t.test('a truncated file fails its job once, fails the run and leaves no manifest', async (t) => {
+  const { dir, config, kafka, runs } = await setup(t, 'trunc', { INGEST_ATTEMPTS: '5' })
+  await generateCoupons({ outDir: dir, scale: 0.001, seed: 4 })
+  const path = join(dir, 'couponbase3.gz')
+  const whole = await readFile(path)
+  await writeFile(path, whole.subarray(0, Math.floor(whole.length * 0.9)))
+
+  const started = await runs.startRun(['couponbase3.gz'], 'admin')
+  const run = await waitForRun(runs, started.runId, (view) => view.state === 'failed' || view.state === 'completed')
+  t.equal(run.state, 'failed', 'the run failed')
+  const [file] = run.files
+  t.equal(file.state, 'failed')
+  t.equal(file.attemptsMade, 1, 'not retried')
+  t.match(file.failedReason, /^INGEST_TRUNCATED_GZIP: couponbase3\.gz: truncated gzip/)
+  t.type(file.segmentId, 'string', 'the failed attempt names its segment')
+  const records = await readSegments(kafka, topicNames(config).segments)
+  t.same(records.filter((r) => r.type === 'segment'), [], 'no manifest')
+})
+
+t.test('a job waits while another run holds its file, then produces it', async (t) => {
+  const { dir, config, redis, runs } = await setup(t, 'lock')
+  await generateCoupons({ outDir: dir, scale: 0.001, seed: 5 })
+  const lock = await acquireFileLock(redis, fileLockKey(config, 'couponbase1.gz'))
+  const started = await runs.startRun(['couponbase1.gz'], 'admin')
+  const connection = redis.duplicate()
+  const queue = new Queue(FILES_QUEUE, { connection, prefix: bullPrefix(config) })
+  t.teardown(async () => { await queue.close(); connection.disconnect() })
+  const jobId = started.jobs[0].id
+  const deadline = Date.now() + 60_000
+  while ((await queue.getJobLogs(jobId)).logs.length === 0) {
+    if (Date.now() > deadline) throw new Error('the job never waited')
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  const waiting = await runs.getRun(started.runId)
+  t.equal(waiting?.files[0].state, 'active', 'the job is active')
+  t.equal(waiting?.files[0].progress, null, 'and has produced nothing')
+  t.match((await queue.getJobLogs(jobId)).logs[0], /waiting for another run/)
+  await lock.release()
+  const run = await waitForRun(runs, started.runId, (view) => view.state === 'completed' || view.state === 'failed')
+  t.equal(run.state, 'completed', 'then it completes')
+})
