@@ -7,12 +7,11 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { generateCoupons } from '../src/gen/generate-coupons.js'
 import { produceFile } from '../src/ingest/produce-file.js'
-import { readGzip } from '../src/ingest/read-gzip.js'
-import { CodeScanner } from '../src/shared/code-rule.js'
 import { loadConfig } from '../src/shared/config.js'
 import { createKafka } from '../src/shared/kafka.js'
 import { createLogger } from '../src/shared/logger.js'
 import { newRunId } from '../src/shared/segments.js'
+import { scanFloor } from './lib/scan-floor.js'
 
 const { values } = parseArgs({
   options: {
@@ -63,13 +62,7 @@ function print (label: string, f: Figures): void {
 
 try {
   // The floor first: it also warms the page cache for both passes.
-  const floor = await measure(async () => {
-    const scanner = new CodeScanner()
-    const onCode = (): void => {}
-    const { bytesTotal } = await readGzip({ file, path, onChunk: (chunk) => { scanner.push(chunk, onCode) } })
-    scanner.end(onCode)
-    return { compressed: bytesTotal, uncompressed: scanner.bytes, codes: scanner.codes }
-  })
+  const floor = await measure(async () => await scanFloor(path))
   const produced = await measure(async () => {
     const manifest = await produceFile({ config, kafka, logger, file, runId: newRunId() })
     return { compressed: manifest.fileBytes, uncompressed: floor.uncompressed, codes: manifest.codes }

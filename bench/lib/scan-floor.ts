@@ -1,0 +1,36 @@
+// The floor of every ingest figure: read a gz file through the ingest's own reader and find its
+// codes with the shared scanner, nothing else (no Kafka, no Redis). Run as a script it scans one
+// file and prints JSON, so bench:e2e can scan the three files in parallel processes.
+import { basename } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { readGzip } from '../../src/ingest/read-gzip.js'
+import { CodeScanner } from '../../src/shared/code-rule.js'
+
+export interface ScanCounts {
+  /** gzipped bytes */
+  compressed: number
+  /** decompressed bytes */
+  uncompressed: number
+  lines: number
+  codes: number
+}
+
+export async function scanFloor (path: string): Promise<ScanCounts> {
+  const scanner = new CodeScanner()
+  const onCode = (): void => {}
+  const { bytesTotal } = await readGzip({ file: basename(path), path, onChunk: (chunk) => { scanner.push(chunk, onCode) } })
+  scanner.end(onCode)
+  return { compressed: bytesTotal, uncompressed: scanner.bytes, lines: scanner.lines, codes: scanner.codes }
+}
+
+export interface ScanFigures extends ScanCounts {
+  seconds: number
+  peakRssMb: number
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const started = performance.now()
+  const counts = await scanFloor(process.argv[2])
+  const figures: ScanFigures = { ...counts, seconds: (performance.now() - started) / 1000, peakRssMb: process.resourceUsage().maxRSS / 1024 }
+  console.log(JSON.stringify(figures))
+}
