@@ -31,10 +31,17 @@ export interface ProduceFileOptions {
   signal?: AbortSignal
 }
 
-/** Records are sent in batches of about this many bytes: at most ~9 records of one partition per request. */
+/**
+ * Records are sent in requests of about this many bytes. Below Kafka's 1 MB message.max.bytes even
+ * when every record goes to one partition (one record batch per partition and request).
+ */
 const SEND_BYTES = 512 * 1024
-/** Backpressure: reading waits while this many bytes are sent but not yet acknowledged. */
-const MAX_IN_FLIGHT_BYTES = 8 * 1024 * 1024
+/**
+ * One produce request on the wire at a time: concurrent send() calls on an idempotent KafkaJS
+ * producer can fail with OUT_OF_ORDER_SEQUENCE_NUMBER (tulios/kafkajs#598; seen here too). Reading
+ * and scanning the next request's codes still overlap with the request in flight.
+ */
+const MAX_REQUESTS_IN_FLIGHT = 1
 const PROGRESS_INTERVAL_MS = 250
 const FILE_NAME = /^[A-Za-z0-9._-]+$/
 
@@ -148,8 +155,8 @@ async function kafkaStep<T> (file: string, topic: string, step: () => Promise<T>
 }
 
 /**
- * Several produce requests outstanding at once with bounded memory, and the offsets they were
- * written at: per partition the lowest and highest offset of this segment's records. Other
+ * Sends produce requests (MAX_REQUESTS_IN_FLIGHT at a time, so memory is bounded) and records
+ * the offsets they were written at: per partition the lowest and highest offset of this segment's records. Other
  * productions may interleave in the same range; the aggregator filters by the segment header.
  */
 class RecordSender {
@@ -161,7 +168,6 @@ class RecordSender {
   readonly #last: Array<bigint | null>
   readonly #records: Float64Array
   readonly #pending = new Set<Promise<void>>()
-  #bytes = 0
   #error: CouponsError | null = null
 
   constructor (producer: Producer, file: string, topic: string, segmentId: string, partitions: number) {
@@ -176,15 +182,10 @@ class RecordSender {
 
   async send (batch: PackedRecord[]): Promise<void> {
     if (batch.length === 0) return
-    while (this.#bytes > MAX_IN_FLIGHT_BYTES && this.#error === null) await Promise.race(this.#pending)
+    while (this.#pending.size >= MAX_REQUESTS_IN_FLIGHT && this.#error === null) await Promise.race(this.#pending)
     if (this.#error !== null) throw this.#error
-    let bytes = 0
     const counts = new Map<number, number>()
-    for (const record of batch) {
-      bytes += record.value.length
-      counts.set(record.partition, (counts.get(record.partition) ?? 0) + 1)
-    }
-    this.#bytes += bytes
+    for (const record of batch) counts.set(record.partition, (counts.get(record.partition) ?? 0) + 1)
     const sent: Promise<void> = this.#producer.send({
       topic: this.#topic,
       acks: -1,
@@ -192,7 +193,6 @@ class RecordSender {
     }).then((metadata) => this.#acknowledged(metadata, counts), (err: Error) => {
       this.#error ??= new CouponsError('INGEST_KAFKA_FAILED', `${this.#file}: producing to ${this.#topic} failed: ${err.message}`, { cause: err, retriable: true })
     }).finally(() => {
-      this.#bytes -= bytes
       this.#pending.delete(sent)
     })
     this.#pending.add(sent)

@@ -47,10 +47,12 @@ const KEEP_FOREVER = [
 ]
 
 /**
- * Creates the topics that do not exist yet, and checks that the ones that do have the expected
- * partition count: co-partitioning (DESIGN section 4) breaks silently otherwise.
+ * Creates the topics that do not exist yet, waits until every partition of every topic has a
+ * leader (a topic that a concurrent caller has just created may not have one yet, and producing to
+ * it fails with "This server does not host this topic-partition"), and checks the partition
+ * counts: co-partitioning (DESIGN section 4) breaks silently otherwise.
  */
-export async function ensureTopics (admin: Admin, specs: TopicSpec[]): Promise<void> {
+export async function ensureTopics (admin: Admin, specs: TopicSpec[], timeoutMs = 30_000): Promise<void> {
   // Creating only the missing ones keeps KafkaJS from logging TOPIC_ALREADY_EXISTS as an error on
   // every production; a topic created meanwhile by a concurrent job is still fine (false, no throw).
   const existing = new Set(await admin.listTopics())
@@ -61,14 +63,22 @@ export async function ensureTopics (admin: Admin, specs: TopicSpec[]): Promise<v
       topics: missing.map(({ topic, numPartitions }) => ({ topic, numPartitions, replicationFactor: -1, configEntries: KEEP_FOREVER }))
     })
   }
-  const { topics } = await admin.fetchTopicMetadata({ topics: specs.map((spec) => spec.topic) })
-  for (const spec of specs) {
-    const found = topics.find((t) => t.name === spec.topic)
-    if (found === undefined) throw new CouponsError('KAFKA_TOPIC_MISSING', `topic ${spec.topic} could not be created`, { retriable: true })
-    if (found.partitions.length !== spec.numPartitions) {
-      throw new CouponsError('KAFKA_PARTITIONS_MISMATCH',
-        `topic ${spec.topic} has ${found.partitions.length} partitions but KAFKA_PARTITIONS is ${spec.numPartitions}; ` +
-        'delete the topic or set KAFKA_PARTITIONS to match')
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const { topics } = await admin.fetchTopicMetadata({ topics: specs.map((spec) => spec.topic) })
+    let leaderless: string | null = null
+    for (const spec of specs) {
+      const found = topics.find((t) => t.name === spec.topic)
+      if (found === undefined) throw new CouponsError('KAFKA_TOPIC_MISSING', `topic ${spec.topic} could not be created`, { retriable: true })
+      if (found.partitions.length !== spec.numPartitions) {
+        throw new CouponsError('KAFKA_PARTITIONS_MISMATCH',
+          `topic ${spec.topic} has ${found.partitions.length} partitions but KAFKA_PARTITIONS is ${spec.numPartitions}; ` +
+          'delete the topic or set KAFKA_PARTITIONS to match')
+      }
+      if (found.partitions.some((p) => p.leader < 0)) leaderless = spec.topic
     }
+    if (leaderless === null) return
+    if (Date.now() > deadline) throw new CouponsError('KAFKA_NO_LEADER', `topic ${leaderless} has partitions without a leader after ${timeoutMs} ms`, { retriable: true })
+    await new Promise((resolve) => setTimeout(resolve, 100))
   }
 }
