@@ -19,6 +19,10 @@ const commands: Record<string, Command> = {
   worker: {
     summary: 'worker   run the ingest workers alone (set INGEST_WORKER=false on the api)',
     run: async (argv) => { await (await import('./queues/worker-command.js')).workerCommand(argv) }
+  },
+  aggregator: {
+    summary: 'aggregator   follow coupons.segments, decide the valid set and swap it into Redis',
+    run: async (argv) => { await (await import('./aggregator/aggregator-command.js')).aggregatorCommand(argv) }
   }
 }
 

@@ -1,0 +1,105 @@
+// The aggregator's per-partition state (DESIGN sections 1 and 5): every code read from every
+// file's segment in one partition, as one packed 64-bit word each, in one typed array. Deciding is
+// the native BigUint64Array sort (in place, no per-element allocation) and one pass that counts
+// the distinct files of each code. Only the small valid set ever leaves as pairs of integers.
+//
+// Word layout, most significant bit first: hi (30 bits) | lo (30 bits) | file index (4 bits).
+// Sorting the words orders them by code, then by file, so the entries of one code are adjacent.
+// The words are written and read through an aliasing Uint32Array: numbers, never BigInts, per code.
+
+/** File indexes fit in 4 bits, and the files-seen bitmask in 16. */
+export const FILE_INDEX_BITS = 4
+export const MAX_FILES = 1 << FILE_INDEX_BITS
+
+const FILE_MASK = MAX_FILES - 1
+const LO_LOW_BITS = 32 - FILE_INDEX_BITS // bits of lo that go into the low word
+const LO_LOW_MASK = (1 << LO_LOW_BITS) - 1
+
+// Which Uint32 of each 64-bit word holds its low half depends on the platform's byte order.
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1
+const LOW = LITTLE_ENDIAN ? 0 : 1
+const HIGH = LITTLE_ENDIAN ? 1 : 0
+
+function bitCount (mask: number): number {
+  let count = 0
+  for (let m = mask; m !== 0; m &= m - 1) count++
+  return count
+}
+
+/** Codes as (hi, lo) pairs: pairs[2i] = hi, pairs[2i+1] = lo. */
+export interface PackedCodes {
+  pairs: Uint32Array
+  count: number
+}
+
+export class PartitionState {
+  #words: BigUint64Array
+  #halves: Uint32Array
+  #length = 0
+
+  /** `capacity` codes; known in advance from the manifests, but the state grows if it must. */
+  constructor (capacity = 1024) {
+    this.#words = new BigUint64Array(Math.max(1, capacity))
+    this.#halves = new Uint32Array(this.#words.buffer)
+  }
+
+  get length (): number { return this.#length }
+
+  /** Bytes held by the state's buffer. */
+  get bytes (): number { return this.#words.byteLength }
+
+  /** Empties the state for the next partition, reusing the buffer when it is large enough. */
+  reset (capacity: number): void {
+    this.#length = 0
+    if (capacity > this.#words.length) this.#resize(capacity)
+  }
+
+  add (hi: number, lo: number, fileIndex: number): void {
+    if (this.#length === this.#words.length) this.#resize(this.#length * 2)
+    const at = this.#length++ * 2
+    this.#halves[at + LOW] = ((lo & LO_LOW_MASK) << FILE_INDEX_BITS) | fileIndex
+    this.#halves[at + HIGH] = (hi << 2) | (lo >>> LO_LOW_BITS)
+  }
+
+  /**
+   * The codes seen in at least `minFiles` distinct files, sorted. Sorts the state in place; call
+   * `reset` before adding again.
+   */
+  decide (minFiles: number): PackedCodes {
+    const n = this.#length
+    this.#words.subarray(0, n).sort()
+    const halves = this.#halves
+    let out = new Uint32Array(256)
+    let count = 0
+    let i = 0
+    while (i < n) {
+      const high = halves[2 * i + HIGH]
+      const codeLow = halves[2 * i + LOW] >>> FILE_INDEX_BITS
+      let mask = 0
+      let j = i
+      while (j < n && halves[2 * j + HIGH] === high && halves[2 * j + LOW] >>> FILE_INDEX_BITS === codeLow) {
+        mask |= 1 << (halves[2 * j + LOW] & FILE_MASK)
+        j++
+      }
+      if (bitCount(mask) >= minFiles) {
+        if (2 * count + 2 > out.length) {
+          const bigger = new Uint32Array(out.length * 2)
+          bigger.set(out)
+          out = bigger
+        }
+        out[2 * count] = high >>> 2
+        out[2 * count + 1] = (high & 3) * 2 ** LO_LOW_BITS + codeLow
+        count++
+      }
+      i = j
+    }
+    return { pairs: out, count }
+  }
+
+  #resize (capacity: number): void {
+    const words = new BigUint64Array(capacity)
+    words.set(this.#words.subarray(0, this.#length))
+    this.#words = words
+    this.#halves = new Uint32Array(words.buffer)
+  }
+}

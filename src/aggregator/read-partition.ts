@@ -1,0 +1,193 @@
+// Reads partition p of every data topic, exactly the offset ranges of the current segments, into
+// the partition state (DESIGN section 5). One short-lived consumer per partition, in a throwaway
+// group whose assigner hands it only partition p of each topic: it seeks to each segment's first
+// offset, keeps the records whose `segment` header is that segment, and stops at its last offset.
+// The codes read are then checked against the manifest's counts: a producer bug, a deleted record
+// or a wrong partition fails the run instead of publishing a wrong set.
+import { randomBytes } from 'node:crypto'
+import { AssignerProtocol, type Admin, type Kafka, type PartitionAssigner } from 'kafkajs'
+import { CodeScanner, type OnCode } from '../shared/code-rule.js'
+import { packHi, packLo, partitionOf } from '../shared/code-packing.js'
+import { CouponsError } from '../shared/errors.js'
+import type { Logger } from '../shared/logger.js'
+import { SEGMENT_HEADER, type PartitionRange } from '../shared/segments.js'
+import type { PartitionState } from './partition-state.js'
+
+export interface SegmentRead {
+  file: string
+  /** bit of this file in the files-seen mask */
+  fileIndex: number
+  topic: string
+  segmentId: string
+  range: PartitionRange
+}
+
+export interface ReadPartitionOptions {
+  kafka: Kafka
+  admin: Admin
+  logger: Logger
+  partition: number
+  partitions: number
+  reads: SegmentRead[]
+  state: PartitionState
+  signal?: AbortSignal
+  /** test hook, awaited once the first batch of the partition has been added to the state */
+  onFirstBatch?: () => Promise<void>
+}
+
+export interface ReadCounts {
+  file: string
+  records: number
+  codes: number
+}
+
+/** An assigner that gives this (only) member partition p of every subscribed topic. */
+function onlyPartition (partition: number): PartitionAssigner {
+  return () => ({
+    name: 'CouponsAggregatorPartition',
+    version: 0,
+    async assign ({ members, topics }) {
+      const assignment = Object.fromEntries(topics.map((topic) => [topic, [partition]]))
+      return members.map(({ memberId }, i) => ({
+        memberId,
+        memberAssignment: AssignerProtocol.MemberAssignment.encode({ version: 0, assignment: i === 0 ? assignment : {}, userData: Buffer.alloc(0) })
+      }))
+    },
+    protocol ({ topics }) {
+      return { name: 'CouponsAggregatorPartition', metadata: AssignerProtocol.MemberMetadata.encode({ version: 0, topics, userData: Buffer.alloc(0) }) }
+    }
+  })
+}
+
+interface Target {
+  read: SegmentRead
+  first: bigint
+  last: bigint
+  next: bigint
+  scanner: CodeScanner
+  onCode: OnCode
+  records: number
+  done: boolean
+}
+
+export async function readPartition (options: ReadPartitionOptions): Promise<ReadCounts[]> {
+  const { kafka, admin, logger, partition, partitions, state, signal } = options
+  const reads = options.reads.filter((read) => read.range.firstOffset !== null && read.range.lastOffset !== null)
+  const counts = new Map(options.reads.map((read) => [read.file, { file: read.file, records: 0, codes: 0 }]))
+  if (reads.length > 0) {
+    await checkOffsetsExist(admin, partition, reads)
+    let wrongPartition: string | null = null
+    const targets = new Map<string, Target>(reads.map((read) => {
+      const fileIndex = read.fileIndex
+      const onCode: OnCode = (bytes, start, end) => {
+        const hi = packHi(bytes, start, end)
+        const lo = packLo(bytes, start, end)
+        if (partitionOf(hi, lo, partitions) !== partition) wrongPartition ??= read.file
+        state.add(hi, lo, fileIndex)
+      }
+      return [read.topic, {
+        read,
+        first: BigInt(read.range.firstOffset as string),
+        last: BigInt(read.range.lastOffset as string),
+        next: BigInt(read.range.firstOffset as string),
+        scanner: new CodeScanner(),
+        onCode,
+        records: 0,
+        done: false
+      }]
+    }))
+
+    const groupId = `coupons-aggregator-read-${randomBytes(6).toString('hex')}`
+    const consumer = kafka.consumer({
+      groupId,
+      partitionAssigners: [onlyPartition(partition)],
+      maxBytesPerPartition: 8 << 20,
+      maxBytes: 32 << 20,
+      allowAutoTopicCreation: false
+    })
+    let remaining = targets.size
+    let firstBatch = options.onFirstBatch
+    let onAbort = (): void => {}
+    try {
+      await consumer.connect()
+      await consumer.subscribe({ topics: [...targets.keys()], fromBeginning: true })
+      await new Promise<void>((resolve, reject) => {
+        onAbort = (): void => { reject(signal?.reason ?? new Error('aborted')) }
+        signal?.addEventListener('abort', onAbort, { once: true })
+        if (signal?.aborted === true) onAbort()
+        consumer.run({
+          autoCommit: false,
+          eachBatchAutoResolve: false,
+          eachBatch: async ({ batch, isRunning, isStale, resolveOffset }) => {
+            const target = targets.get(batch.topic)
+            if (target === undefined || target.done || batch.partition !== partition || !isRunning() || isStale()) return
+            // The fetch position only moves past resolved offsets (nothing is ever committed).
+            resolveOffset(batch.lastOffset())
+            for (const message of batch.messages) {
+              const offset = BigInt(message.offset)
+              if (offset < target.next || offset > target.last) continue
+              target.next = offset + 1n
+              const header = message.headers?.[SEGMENT_HEADER]
+              if (header !== undefined && header.toString() === target.read.segmentId && message.value !== null) {
+                target.records++
+                target.scanner.push(message.value, target.onCode)
+                target.scanner.end(target.onCode)
+              }
+              if (offset === target.last) {
+                target.done = true
+                if (--remaining === 0) resolve()
+                break
+              }
+            }
+            if (firstBatch !== undefined) {
+              const hook = firstBatch
+              firstBatch = undefined
+              await hook()
+            }
+          }
+        }).catch(reject)
+        for (const target of targets.values()) consumer.seek({ topic: target.read.topic, partition, offset: target.first.toString() })
+      })
+    } finally {
+      signal?.removeEventListener('abort', onAbort)
+      await consumer.disconnect().catch((err: unknown) => { logger.warn({ err, partition }, 'disconnecting a reader failed') })
+      await admin.deleteGroups([groupId]).catch(() => { /* an unused throwaway group expires by itself */ })
+    }
+    if (wrongPartition !== null) {
+      throw new CouponsError('AGGREGATOR_WRONG_PARTITION',
+        `${wrongPartition}: partition ${partition} holds codes that hash to another partition; the producer and the aggregator disagree on the partitioning`)
+    }
+    for (const target of targets.values()) {
+      const count = counts.get(target.read.file)
+      if (count !== undefined) {
+        count.records = target.records
+        count.codes = target.scanner.codes
+      }
+    }
+  }
+  for (const read of options.reads) {
+    const count = counts.get(read.file)
+    if (count === undefined) continue
+    if (count.codes !== read.range.codes || count.records !== read.range.records) {
+      throw new CouponsError('AGGREGATOR_COUNT_MISMATCH',
+        `${read.file}: segment ${read.segmentId} partition ${partition} should hold ${read.range.codes} codes in ${read.range.records} records ` +
+        `(manifest) but ${count.codes} codes in ${count.records} records were read from ${read.topic}`)
+    }
+  }
+  return [...counts.values()]
+}
+
+/** A range whose records were deleted or never written would make the reader wait forever. */
+async function checkOffsetsExist (admin: Admin, partition: number, reads: SegmentRead[]): Promise<void> {
+  for (const read of reads) {
+    const offsets = await admin.fetchTopicOffsets(read.topic)
+    const found = offsets.find((o) => o.partition === partition)
+    const first = BigInt(read.range.firstOffset as string)
+    const last = BigInt(read.range.lastOffset as string)
+    if (found === undefined || BigInt(found.low) > first || BigInt(found.high) <= last) {
+      throw new CouponsError('AGGREGATOR_RECORDS_MISSING',
+        `${read.file}: segment ${read.segmentId} needs offsets ${first}..${last} of ${read.topic} partition ${partition}, ` +
+        `but the partition holds ${found?.low ?? '?'}..${found === undefined ? '?' : BigInt(found.high) - 1n}`)
+    }
+  }
+}

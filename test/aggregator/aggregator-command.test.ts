@@ -1,0 +1,87 @@
+// `coupons aggregator` as a real process: SIGKILLed at several points of a run and restarted, the
+// final set is always right, and a reader polling during the swap only ever sees the old set or
+// the new one.
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { gunzipSync, gzipSync } from 'node:zlib'
+import t from 'tap'
+import { generateCoupons } from '../../src/gen/generate-coupons.js'
+import { META, RUN_RESULT } from '../../src/shared/redis-keys.js'
+import { PAUSE_POINTS } from '../../src/aggregator/aggregate-run.js'
+import { ingestRun, liveSet, runResult, setupPipeline, spawnAggregator, waitFor, type Pipeline } from '../helpers/aggregator-fixtures.js'
+
+const FILES = ['couponbase1.gz', 'couponbase2.gz', 'couponbase3.gz']
+
+/** Polls three codes at once (MULTI, so one consistent snapshot) until stopped. */
+function pollMembership (pipeline: Pipeline, codes: string[]): { stop: () => Promise<Set<string>> } {
+  const redis = pipeline.redis.duplicate()
+  const seen = new Set<string>()
+  const state = { running: true }
+  const loop = (async () => {
+    while (state.running) {
+      const replies = await redis.multi(codes.map((code) => ['sismember', pipeline.keys.valid, code])).exec()
+      seen.add((replies ?? []).map(([, member]) => String(member)).join(''))
+    }
+  })()
+  return {
+    stop: async () => {
+      state.running = false
+      await loop
+      await redis.quit()
+      return seen
+    }
+  }
+}
+
+for (const point of PAUSE_POINTS) {
+  t.test(`killed ${point === 'after-exec' ? 'right after the MULTI' : `while ${point}`}, a restarted aggregator ends with the right set`, async (t) => {
+    const pipeline = await setupPipeline(t, `agg-kill-${point}`)
+    const key = await generateCoupons({ outDir: pipeline.dir, scale: 0.001, seed: 21 })
+
+    const first = spawnAggregator(t, pipeline)
+    await first.waitForLog('aggregator started')
+    const run1 = await ingestRun(pipeline, FILES)
+    t.equal((await runResult(pipeline, run1.runId)).state, 'applied')
+    t.same(await liveSet(pipeline), key.valid)
+    first.child.kill('SIGTERM')
+    t.equal(await first.exited, 0, 'SIGTERM closes the aggregator cleanly')
+
+    // File 2 loses a code valid through files 1 and 2 only, and gains a code of file 1 only.
+    const dropped = Object.keys(key.planted).find((code) => key.planted[code].join() === [FILES[0], FILES[1]].join()) as string
+    const added = Object.keys(key.planted).find((code) => key.planted[code].join() === FILES[0]) as string
+    t.ok(dropped !== undefined && added !== undefined)
+    const path = join(pipeline.dir, FILES[1])
+    const lines = gunzipSync(await readFile(path)).toString('latin1').split('\n').filter((line) => line !== '' && line !== dropped)
+    await writeFile(path, gzipSync(Buffer.from([...lines, added].join('\n') + '\n', 'latin1')))
+    const expected = key.valid.filter((code) => code !== dropped).concat(added).sort()
+    const kept = key.valid.find((code) => code !== dropped) as string
+
+    const poller = pollMembership(pipeline, [dropped, added, kept])
+    const paused = spawnAggregator(t, pipeline, { AGGREGATOR_PAUSE_AT: point })
+    await paused.waitForLog('aggregator started')
+    const run2 = await ingestRun(pipeline, [FILES[1]])
+    await paused.waitForLog('aggregator paused')
+    if (point === 'after-exec') {
+      t.equal(await pipeline.redis.exists(pipeline.keys.retired(run2.runId)), 1, 'killed before the old set is unlinked')
+    } else {
+      t.equal(await pipeline.redis.hget(pipeline.keys.meta, META.generation), run1.runId, 'nothing is swapped yet')
+    }
+    if (point === 'staging') t.ok(await pipeline.redis.scard(pipeline.keys.staging(run2.runId)) > 0, 'killed with a partial staging set')
+    await paused.kill()
+
+    const restarted = spawnAggregator(t, pipeline)
+    await restarted.waitForLog('aggregator started')
+    const result = await runResult(pipeline, run2.runId)
+    t.equal(result[RUN_RESULT.state], 'applied')
+    await waitFor('the generation of run 2', async () => await pipeline.redis.hget(pipeline.keys.meta, META.generation) === run2.runId)
+    t.same(await liveSet(pipeline), expected)
+    t.equal(await pipeline.redis.hget(pipeline.keys.meta, META.validCount), String(expected.length))
+    t.same(await pipeline.redis.keys(pipeline.keys.staging('*')), [], 'no staging set is left')
+    t.same(await pipeline.redis.keys(pipeline.keys.retired('*')), [], 'no retired set is left')
+
+    const seen = await poller.stop()
+    t.same([...seen].sort(), ['011', '101'], 'the reader saw the old set, then the new one, and nothing else')
+    restarted.child.kill('SIGTERM')
+    t.equal(await restarted.exited, 0)
+  })
+}

@@ -1,0 +1,116 @@
+// The aggregator against the real Kafka and Redis, fed by the real ingest (produceFile).
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { gunzipSync, gzipSync } from 'node:zlib'
+import t from 'tap'
+import { generateCoupons, type AnswerKey } from '../../src/gen/generate-coupons.js'
+import { topicNames } from '../../src/shared/kafka.js'
+import { META, RUN_RESULT } from '../../src/shared/redis-keys.js'
+import { newRunId, type PartitionRange } from '../../src/shared/segments.js'
+import { appendSegmentsRecord, publishRunRecord } from '../../src/ingest/run-record.js'
+import { produceFile } from '../../src/ingest/produce-file.js'
+import { ingestRun, liveSet, runResult, setupPipeline, silent, startAggregator } from '../helpers/aggregator-fixtures.js'
+
+const FILES = ['couponbase1.gz', 'couponbase2.gz', 'couponbase3.gz']
+
+/** Rewrites a gz file without the lines equal to `drop`, with `add` appended. */
+async function editFile (path: string, drop: string, add: string): Promise<void> {
+  const lines = gunzipSync(await readFile(path)).toString('latin1').split('\n').filter((line) => line !== '' && line !== drop)
+  lines.push(add)
+  await writeFile(path, gzipSync(Buffer.from(lines.join('\n') + '\n', 'latin1')))
+}
+
+t.test('a run of three generated files publishes exactly the answer key, with its meta', async (t) => {
+  const pipeline = await setupPipeline(t, 'agg-run')
+  const key: AnswerKey = await generateCoupons({ outDir: pipeline.dir, scale: 0.001, seed: 11 })
+  await startAggregator(t, pipeline.config)
+  const { runId, manifests } = await ingestRun(pipeline, FILES)
+
+  const result = await runResult(pipeline, runId)
+  t.equal(result[RUN_RESULT.state], 'applied', JSON.stringify(result))
+  t.same(await liveSet(pipeline), key.valid)
+  const meta = await pipeline.redis.hgetall(pipeline.keys.meta)
+  t.equal(meta[META.generation], runId)
+  t.equal(meta[META.validCount], String(key.valid.length))
+  t.equal(result[RUN_RESULT.validCount], String(key.valid.length))
+  t.ok(Date.parse(meta[META.lastSwapAt]) > 0, 'lastSwapAt is a date')
+  t.ok(Number(meta[META.swapMs]) >= 0, 'swapMs is a duration')
+  t.same(JSON.parse(meta[META.segments]), manifests.map(({ file, segmentId }) => ({ file, segmentId, runId })))
+})
+
+t.test('re-ingesting one file changes exactly its codes and frees the old segment\'s records', async (t) => {
+  const pipeline = await setupPipeline(t, 'agg-reingest')
+  const key: AnswerKey = await generateCoupons({ outDir: pipeline.dir, scale: 0.001, seed: 12 })
+  await startAggregator(t, pipeline.config)
+  const first = await ingestRun(pipeline, FILES)
+  t.equal((await runResult(pipeline, first.runId)).state, 'applied')
+  t.same(await liveSet(pipeline), key.valid)
+
+  // A code valid through files 1 and 2 only leaves file 2; a code of file 1 only joins file 2.
+  const dropped = Object.entries(key.planted).find(([, files]) => files.join() === [FILES[0], FILES[1]].join() || files.join() === '1,2')
+  const added = Object.entries(key.planted).find(([code, files]) => files.length === 1 && (files[0] === FILES[0] || String(files[0]) === '1') && code.length <= 10)
+  t.ok(dropped !== undefined && added !== undefined, 'the answer key has a code in files 1 and 2 only and one in file 1 only')
+  if (dropped === undefined || added === undefined) return
+  await editFile(join(pipeline.dir, FILES[1]), dropped[0], added[0])
+  const second = await ingestRun(pipeline, [FILES[1]])
+  t.equal((await runResult(pipeline, second.runId)).state, 'applied')
+
+  const expected = key.valid.filter((code) => code !== dropped[0]).concat(added[0]).sort()
+  t.same(await liveSet(pipeline), expected)
+  const meta = await pipeline.redis.hgetall(pipeline.keys.meta)
+  t.equal(meta[META.generation], second.runId)
+  const segments = JSON.parse(meta[META.segments]) as Array<{ file: string, runId: string }>
+  t.same(segments.map((s) => s.runId), [first.runId, second.runId, first.runId], 'files 1 and 3 keep their segments')
+
+  const admin = pipeline.kafka.admin()
+  await admin.connect()
+  t.teardown(() => admin.disconnect())
+  const offsets = await admin.fetchTopicOffsets(topicNames(pipeline.config).data(FILES[1]))
+  for (const range of second.manifests[0].partitions) {
+    const low = offsets.find((o) => o.partition === range.partition)?.low
+    t.equal(low, range.firstOffset, `partition ${range.partition} of ${FILES[1]} starts at the current segment`)
+  }
+})
+
+t.test('a manifest whose counts do not match its records fails the run and swaps nothing', async (t) => {
+  const pipeline = await setupPipeline(t, 'agg-mismatch')
+  const write = async (file: string, codes: string[]): Promise<void> => {
+    await writeFile(join(pipeline.dir, file), gzipSync(Buffer.from(codes.join('\n') + '\n')))
+  }
+  await write(FILES[0], ['SHARED01', 'SHARED02', 'ONLYONE1'])
+  await write(FILES[1], ['SHARED01', 'SHARED02', 'ONLYTWO1'])
+  await write(FILES[2], ['SHARED02', 'ONLYTHRE'])
+  await startAggregator(t, pipeline.config)
+  const first = await ingestRun(pipeline, FILES)
+  t.equal((await runResult(pipeline, first.runId)).state, 'applied')
+  t.same(await liveSet(pipeline), ['SHARED01', 'SHARED02'])
+
+  // A new file 3 that would make ONLYONE1 valid, produced before its run record is published so
+  // that the run is decided only after a manifest claiming one more code than the records hold.
+  await write(FILES[2], ['ONLYONE1', 'ONLYTHRE'])
+  const runId = newRunId()
+  const manifest = await produceFile({ config: pipeline.config, kafka: pipeline.kafka, logger: silent, file: FILES[2], runId })
+  const range = manifest.partitions.find((r) => r.codes > 0) as PartitionRange
+  const lying = { ...manifest, partitions: manifest.partitions.map((r) => r === range ? { ...r, codes: r.codes + 1 } : r) }
+  await appendSegmentsRecord(pipeline.kafka, pipeline.config, lying)
+  await publishRunRecord(pipeline.kafka, pipeline.config, { type: 'run', runId, files: [FILES[2]], requestedAt: new Date().toISOString(), source: 'cli' })
+
+  const result = await runResult(pipeline, runId)
+  t.equal(result[RUN_RESULT.state], 'failed')
+  t.match(result[RUN_RESULT.error], /^AGGREGATOR_COUNT_MISMATCH: couponbase3\.gz: .*partition \d+ should hold \d+ codes/)
+  t.same(await liveSet(pipeline), ['SHARED01', 'SHARED02'], 'the live set is unchanged')
+  t.equal(await pipeline.redis.hget(pipeline.keys.meta, META.generation), first.runId)
+  t.same(await pipeline.redis.keys(pipeline.keys.staging('*')), [], 'no staging set is left behind')
+})
+
+t.test('MIN_FILES=3 publishes only the codes in all three files', async (t) => {
+  const pipeline = await setupPipeline(t, 'agg-min3', { MIN_FILES: '3' })
+  const key: AnswerKey = await generateCoupons({ outDir: pipeline.dir, scale: 0.001, seed: 13 })
+  await startAggregator(t, pipeline.config)
+  const { runId } = await ingestRun(pipeline, FILES)
+  t.equal((await runResult(pipeline, runId)).state, 'applied')
+  const inAllThree = Object.entries(key.planted).filter(([, files]) => files.length === 3).map(([code]) => code).sort()
+  t.ok(inAllThree.length > 0 && inAllThree.length < key.valid.length, 'some valid codes are in two files only')
+  t.notOk(inAllThree.includes('HAPPYHRS'))
+  t.same(await liveSet(pipeline), inAllThree)
+})

@@ -1,0 +1,93 @@
+import t from 'tap'
+import { packCode, unpackCode } from '../../src/shared/code-packing.js'
+import { MAX_FILES, PartitionState, type PackedCodes } from '../../src/aggregator/partition-state.js'
+
+const ALNUM = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz'
+
+function randomCode (): string {
+  const length = 8 + Math.floor(Math.random() * 3)
+  let code = ''
+  for (let i = 0; i < length; i++) code += ALNUM[Math.floor(Math.random() * ALNUM.length)]
+  return code
+}
+
+function add (state: PartitionState, code: string, file: number): void {
+  const { hi, lo } = packCode(code)
+  state.add(hi, lo, file)
+}
+
+function codes (packed: PackedCodes): string[] {
+  const out: string[] = []
+  for (let i = 0; i < packed.count; i++) out.push(unpackCode(packed.pairs[2 * i], packed.pairs[2 * i + 1]))
+  return out
+}
+
+t.test('keeps the codes seen in at least two files, counting files and not occurrences', async (t) => {
+  const state = new PartitionState(4)
+  for (let i = 0; i < 50; i++) add(state, 'REPEAT50', 0)
+  add(state, 'BIRTHDAY', 0)
+  add(state, 'BIRTHDAY', 1)
+  add(state, 'BIRTHDAY', 2)
+  add(state, 'HAPPYHRS', 0)
+  add(state, 'HAPPYHRS', 2)
+  add(state, 'SUPER100', 0)
+  add(state, 'MOODYHRS', 1)
+  add(state, 'happyhrs', 1)
+  t.same(codes(state.decide(2)), ['BIRTHDAY', 'HAPPYHRS'])
+})
+
+t.test('MIN_FILES=3 keeps only the codes in all three files', async (t) => {
+  const state = new PartitionState()
+  for (const file of [0, 1, 2]) add(state, 'FIFTYOFF', file)
+  add(state, 'HAPPYHRS', 0)
+  add(state, 'HAPPYHRS', 2)
+  t.same(codes(state.decide(3)), ['FIFTYOFF'])
+})
+
+t.test('codes that differ only in length or in their last characters stay apart', async (t) => {
+  const state = new PartitionState()
+  for (const [code, file] of [['OVER9000', 0], ['OVER900000', 1], ['OVER9000zz', 2], ['OVER9000zy', 1], ['zzzzzzzzzz', 0], ['zzzzzzzzzz', 15]] as const) add(state, code, file)
+  t.same(codes(state.decide(2)), ['zzzzzzzzzz'])
+})
+
+t.test('every file index up to the maximum counts as its own file', async (t) => {
+  const state = new PartitionState()
+  for (let file = 0; file < MAX_FILES; file++) add(state, 'ALLFILES1', file)
+  add(state, 'TWOFILES', 14)
+  add(state, 'TWOFILES', 15)
+  t.same(codes(state.decide(MAX_FILES)), ['ALLFILES1'])
+  state.reset(10)
+  for (let file = 0; file < MAX_FILES; file++) add(state, 'ALLFILES1', file)
+  add(state, 'TWOFILES', 14)
+  add(state, 'TWOFILES', 15)
+  t.same(codes(state.decide(2)), ['ALLFILES1', 'TWOFILES'])
+})
+
+t.test('agrees with a string-based reference on 60,000 random codes, growing past its capacity', async (t) => {
+  const state = new PartitionState(16)
+  const files = new Map<string, Set<number>>()
+  const pool: string[] = []
+  for (let i = 0; i < 20_000; i++) pool.push(randomCode())
+  for (let i = 0; i < 60_000; i++) {
+    const code = pool[Math.floor(Math.random() * pool.length)]
+    const file = Math.floor(Math.random() * 3)
+    add(state, code, file)
+    let seen = files.get(code)
+    if (seen === undefined) files.set(code, seen = new Set())
+    seen.add(file)
+  }
+  t.equal(state.length, 60_000)
+  for (const minFiles of [1, 2, 3]) {
+    const expected = [...files].filter(([, seen]) => seen.size >= minFiles).map(([code]) => code).sort()
+    state.reset(0)
+    for (const [code, seen] of files) for (const file of seen) add(state, code, file)
+    // Duplicates within one file must not count twice.
+    for (const [code, seen] of files) add(state, code, [...seen][0])
+    t.same(codes(state.decide(minFiles)), expected, `minFiles=${minFiles}`)
+  }
+})
+
+t.test('an empty partition decides nothing', async (t) => {
+  const state = new PartitionState(0)
+  t.equal(state.decide(2).count, 0)
+})

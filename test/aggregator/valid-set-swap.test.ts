@@ -1,0 +1,122 @@
+import t, { type Test } from 'tap'
+import { Redis } from 'ioredis'
+import { pino } from 'pino'
+import { packCode } from '../../src/shared/code-packing.js'
+import { META, RUN_RESULT } from '../../src/shared/redis-keys.js'
+import { newRunId } from '../../src/shared/segments.js'
+import type { PackedCodes } from '../../src/aggregator/partition-state.js'
+import { ValidSetSwap } from '../../src/aggregator/valid-set-swap.js'
+import { deleteRedisPrefix, testConfig } from '../helpers/test-env.js'
+
+function packed (codes: string[]): PackedCodes {
+  const pairs = new Uint32Array(codes.length * 2)
+  codes.forEach((code, i) => { const { hi, lo } = packCode(code); pairs[2 * i] = hi; pairs[2 * i + 1] = lo })
+  return { pairs, count: codes.length }
+}
+
+async function setup (t: Test): Promise<{ redis: Redis, swap: ValidSetSwap }> {
+  const config = testConfig('swap')
+  const redis = new Redis(config.redisUrl)
+  t.teardown(async () => { await deleteRedisPrefix(redis, config.redisPrefix); await redis.quit() })
+  return { redis, swap: new ValidSetSwap(redis, config.redisPrefix, pino({ level: 'silent' })) }
+}
+
+async function publish (swap: ValidSetSwap, runId: string, codes: string[]): ReturnType<ValidSetSwap['swap']> {
+  const startedAt = performance.now()
+  await swap.clearStaging(runId)
+  await swap.stage(runId, packed(codes))
+  return await swap.swap({ runId, validCount: codes.length, segments: [{ file: 'a', segmentId: 's', runId }], startedAt })
+}
+
+t.test('a swap publishes the staged set, the meta hash, the run result and a message', async (t) => {
+  const { redis, swap } = await setup(t)
+  const listener = redis.duplicate()
+  t.teardown(() => listener.quit())
+  const messages: string[] = []
+  await listener.subscribe(swap.keys.swaps)
+  listener.on('message', (_channel, message) => messages.push(message))
+
+  const codes = Array.from({ length: 12_345 }, (_, i) => `CODE${String(i).padStart(5, '0')}`)
+  const runId = newRunId()
+  const outcome = await publish(swap, runId, codes)
+  t.equal(outcome.state, 'applied')
+  t.equal(await redis.scard(swap.keys.valid), codes.length)
+  t.equal(await redis.sismember(swap.keys.valid, 'CODE12344'), 1)
+  const meta = await redis.hgetall(swap.keys.meta)
+  t.equal(meta[META.generation], runId)
+  t.equal(meta[META.validCount], String(codes.length))
+  t.ok(Date.parse(meta[META.lastSwapAt]) > 0)
+  t.ok(Number(meta[META.swapMs]) >= 0)
+  t.same(JSON.parse(meta[META.segments]), [{ file: 'a', segmentId: 's', runId }])
+  const result = await redis.hgetall(swap.keys.runResult(runId))
+  t.equal(result[RUN_RESULT.state], 'applied')
+  t.equal(result[RUN_RESULT.validCount], String(codes.length))
+  t.ok(await redis.ttl(swap.keys.runResult(runId)) > 0, 'the run result expires')
+  t.same(await redis.keys(`${swap.keys.staging('*')}`), [], 'no staging key is left')
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.equal(messages.length, 1)
+  t.equal(JSON.parse(messages[0]).generation, runId)
+})
+
+t.test('a newer run replaces the set and the old set is unlinked', async (t) => {
+  const { redis, swap } = await setup(t)
+  const first = newRunId(new Date(Date.now() - 1000))
+  await publish(swap, first, ['OLDCODE1', 'BOTHCODE'])
+  const second = newRunId()
+  await publish(swap, second, ['NEWCODE1', 'BOTHCODE'])
+  t.same((await redis.smembers(swap.keys.valid)).sort(), ['BOTHCODE', 'NEWCODE1'])
+  t.equal(await redis.exists(swap.keys.retired(second)), 0)
+  t.equal(await redis.hget(swap.keys.meta, META.generation), second)
+})
+
+t.test('an older run is never swapped over a newer one', async (t) => {
+  const { redis, swap } = await setup(t)
+  const older = newRunId(new Date(Date.now() - 1000))
+  const newer = newRunId()
+  await publish(swap, newer, ['NEWCODE1'])
+  const outcome = await publish(swap, older, ['OLDCODE1'])
+  t.same(outcome, { state: 'superseded', generation: newer })
+  t.same(await redis.smembers(swap.keys.valid), ['NEWCODE1'])
+  t.equal(await redis.hget(swap.keys.meta, META.generation), newer)
+  t.equal(await redis.exists(swap.keys.staging(older)), 0, 'the older staging set is dropped')
+})
+
+t.test('an empty valid set removes the live set and records a count of 0', async (t) => {
+  const { redis, swap } = await setup(t)
+  await publish(swap, newRunId(new Date(Date.now() - 1000)), ['OLDCODE1'])
+  const runId = newRunId()
+  const outcome = await publish(swap, runId, [])
+  t.equal(outcome.state, 'applied')
+  t.equal(await redis.exists(swap.keys.valid), 0)
+  t.equal(await redis.hget(swap.keys.meta, META.validCount), '0')
+  t.equal(await redis.hget(swap.keys.meta, META.generation), runId)
+})
+
+t.test('an incomplete staging set is never swapped in', async (t) => {
+  const { redis, swap } = await setup(t)
+  await publish(swap, newRunId(new Date(Date.now() - 1000)), ['OLDCODE1'])
+  const runId = newRunId()
+  await swap.stage(runId, packed(['NEWCODE1']))
+  await t.rejects(swap.swap({ runId, validCount: 2, segments: [], startedAt: 0 }), { code: 'AGGREGATOR_STAGING_INCOMPLETE' })
+  t.same(await redis.smembers(swap.keys.valid), ['OLDCODE1'])
+})
+
+t.test('leftover staging and retired sets are deleted, the live set is not', async (t) => {
+  const { redis, swap } = await setup(t)
+  await publish(swap, newRunId(), ['LIVECODE'])
+  await redis.sadd(swap.keys.staging('crashed'), 'PARTIAL1')
+  await redis.sadd(swap.keys.retired('crashed'), 'RETIRED1')
+  const deleted = await swap.deleteLeftovers()
+  t.same(deleted.sort(), [swap.keys.retired('crashed'), swap.keys.staging('crashed')])
+  t.same(await redis.smembers(swap.keys.valid), ['LIVECODE'])
+  t.equal(await redis.exists(swap.keys.staging('crashed'), swap.keys.retired('crashed')), 0)
+})
+
+t.test('run results are recorded with an expiry', async (t) => {
+  const { redis, swap } = await setup(t)
+  t.equal(await swap.hasResult('R1'), false)
+  await swap.recordResult('R1', { state: 'failed', error: 'AGGREGATOR_COUNT_MISMATCH: boom' })
+  t.equal(await swap.hasResult('R1'), true)
+  t.same(await redis.hgetall(swap.keys.runResult('R1')), { state: 'failed', error: 'AGGREGATOR_COUNT_MISMATCH: boom' })
+  t.ok(await redis.ttl(swap.keys.runResult('R1')) > 0)
+})

@@ -1,0 +1,146 @@
+// A small pipeline for the aggregator tests: a temp data folder, a config with its own Redis prefix
+// and topics, runs produced with the real ingest (publishRunRecord + produceFile), and the
+// aggregator either in-process or as a child process that can be SIGKILLed.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { Redis } from 'ioredis'
+import type { Kafka } from 'kafkajs'
+import { pino } from 'pino'
+import type { Test } from 'tap'
+import { produceFile } from '../../src/ingest/produce-file.js'
+import { publishRunRecord } from '../../src/ingest/run-record.js'
+import type { Config } from '../../src/shared/config.js'
+import { redisKeys, type RedisKeys } from '../../src/shared/redis-keys.js'
+import { newRunId, type SegmentManifest } from '../../src/shared/segments.js'
+import { Aggregator } from '../../src/aggregator/aggregator.js'
+import { deleteRedisPrefix, deleteTopics, testConfig, testKafka } from './test-env.js'
+
+export const silent = pino({ level: 'silent' })
+
+export interface Pipeline {
+  dir: string
+  config: Config
+  env: NodeJS.ProcessEnv
+  kafka: Kafka
+  redis: Redis
+  keys: RedisKeys
+}
+
+export async function setupPipeline (t: Test, label: string, overrides: NodeJS.ProcessEnv = {}): Promise<Pipeline> {
+  const dir = await mkdtemp(join(tmpdir(), `aggregator-${label}-`))
+  const config = testConfig(label, { COUPON_DATA_DIR: dir, ...overrides })
+  const env: NodeJS.ProcessEnv = {
+    REDIS_URL: config.redisUrl,
+    REDIS_PREFIX: config.redisPrefix,
+    KAFKA_BROKERS: config.kafkaBrokers.join(','),
+    KAFKA_TOPIC_PREFIX: config.kafkaTopicPrefix,
+    KAFKA_PARTITIONS: String(config.kafkaPartitions),
+    COUPON_DATA_DIR: dir,
+    COUPON_FILES: config.couponFiles.join(','),
+    MIN_FILES: String(config.minFiles),
+    INGEST_CRON: 'off',
+    LOG_LEVEL: 'info'
+  }
+  const kafka = testKafka(config)
+  const redis = new Redis(config.redisUrl)
+  t.teardown(async () => {
+    await deleteTopics(kafka, config.kafkaTopicPrefix)
+    await deleteRedisPrefix(redis, config.redisPrefix)
+    await redis.quit()
+    await rm(dir, { recursive: true, force: true })
+  })
+  return { dir, config, env, kafka, redis, keys: redisKeys(config.redisPrefix) }
+}
+
+/** Publishes a run record and produces its files from the data folder, like an ingest run does. */
+export async function ingestRun (pipeline: Pipeline, files: string[], runId = newRunId()): Promise<{ runId: string, manifests: SegmentManifest[] }> {
+  const { config, kafka } = pipeline
+  await publishRunRecord(kafka, config, { type: 'run', runId, files, requestedAt: new Date().toISOString(), source: 'cli' })
+  const manifests: SegmentManifest[] = []
+  for (const file of files) manifests.push(await produceFile({ config, kafka, logger: silent, file, runId }))
+  return { runId, manifests }
+}
+
+export async function startAggregator (t: Test, config: Config): Promise<Aggregator> {
+  const aggregator = new Aggregator({ config, logger: silent })
+  t.teardown(() => aggregator.close())
+  await aggregator.start()
+  return aggregator
+}
+
+export async function waitFor<T> (what: string, check: () => Promise<T | null | undefined | false>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await check()
+    if (value !== null && value !== undefined && value !== false) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
+
+/** The state of a run's result hash once the aggregator has written it. */
+export async function runResult (pipeline: Pipeline, runId: string, timeoutMs = 60_000): Promise<Record<string, string>> {
+  return await waitFor(`the result of run ${runId}`, async () => {
+    const result = await pipeline.redis.hgetall(pipeline.keys.runResult(runId))
+    return Object.keys(result).length > 0 ? result : null
+  }, timeoutMs)
+}
+
+export async function liveSet (pipeline: Pipeline): Promise<string[]> {
+  return (await pipeline.redis.smembers(pipeline.keys.valid)).sort()
+}
+
+export interface AggregatorChild {
+  child: ChildProcess
+  /** resolves with the first JSON log line whose msg includes the text */
+  waitForLog: (text: string, timeoutMs?: number) => Promise<Record<string, unknown>>
+  kill: () => Promise<void>
+  exited: Promise<number | null>
+}
+
+/** `coupons aggregator` as a child process, with JSON logs on stdout. */
+export function spawnAggregator (t: Test, pipeline: Pipeline, extraEnv: NodeJS.ProcessEnv = {}): AggregatorChild {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'aggregator'], {
+    cwd: process.cwd(),
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...pipeline.env, ...extraEnv },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  const lines: Array<Record<string, unknown>> = []
+  const waiters: Array<{ text: string, resolve: (line: Record<string, unknown>) => void }> = []
+  const stderr: string[] = []
+  child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk.toString()))
+  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (text) => {
+    let line: Record<string, unknown>
+    try { line = JSON.parse(text) } catch { return }
+    lines.push(line)
+    for (const waiter of [...waiters]) {
+      if (String(line.msg).includes(waiter.text)) {
+        waiters.splice(waiters.indexOf(waiter), 1)
+        waiter.resolve(line)
+      }
+    }
+  })
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  const kill = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+    await exited
+  }
+  t.teardown(kill)
+  return {
+    child,
+    exited,
+    kill,
+    waitForLog: async (text, timeoutMs = 60_000) => {
+      const found = lines.find((line) => String(line.msg).includes(text))
+      if (found !== undefined) return found
+      return await new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no "${text}" log line in ${timeoutMs} ms; stderr: ${stderr.join('').slice(-2000)}`)), timeoutMs)
+        exited.then((code) => { clearTimeout(timer); reject(new Error(`the aggregator exited (${code}) before logging "${text}"; stderr: ${stderr.join('').slice(-2000)}`)) }, () => {})
+        waiters.push({ text, resolve: (line) => { clearTimeout(timer); resolve(line) } })
+      })
+    }
+  }
+}
