@@ -30,7 +30,8 @@ const kafkaLevels: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
 const EXPECTED_WARNINGS = new Set(['Limiting retries for the idempotent producer may invalidate EoS guarantees'])
 
 export function kafkaLogCreator (logger: Logger): KafkaLogCreator {
-  const log = logger.child({ component: 'kafkajs' })
+  // 'lib', not 'component': the callers' loggers already name their component.
+  const log = logger.child({ lib: 'kafkajs' })
   return () => ({ namespace, level, log: entry }) => {
     const { message, timestamp: _timestamp, logger: _logger, ...fields } = entry
     if (EXPECTED_WARNINGS.has(message)) return
