@@ -23,6 +23,10 @@ const commands: Record<string, Command> = {
   aggregator: {
     summary: 'aggregator   follow coupons.segments, decide the valid set and swap it into Redis',
     run: async (argv) => { await (await import('./aggregator/aggregator-command.js')).aggregatorCommand(argv) }
+  },
+  api: {
+    summary: 'api   serve the HTTP API (and the ingest worker unless INGEST_WORKER=false)',
+    run: async (argv) => { await (await import('./api/server.js')).apiCommand(argv) }
   }
 }
 

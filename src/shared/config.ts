@@ -25,6 +25,7 @@ export const EnvSchema = Type.Object({
   INGEST_ATTEMPTS: Type.Integer({ default: 3, minimum: 1, maximum: 20, description: 'Attempts of an ingest job for retriable errors (Kafka or Redis outages)' }),
   RATE_LIMIT_MAX: Type.Integer({ default: 600, minimum: 0, description: 'Requests per client and window on GET /coupons/:code (0 disables)' }),
   RATE_LIMIT_WINDOW_MS: Type.Integer({ default: 60_000, minimum: 1000, description: 'Window of RATE_LIMIT_MAX' }),
+  TRUST_PROXY: Type.String({ default: 'false', pattern: '^(true|false|[0-9A-Fa-f.:/]+(,[0-9A-Fa-f.:/]+)*)$', description: 'Behind a reverse proxy: true (trust every hop) or the proxies\' addresses/CIDRs; the client IP (rate limit, logs) then comes from X-Forwarded-For' }),
   AGGREGATOR_PAUSE_AT: Type.Optional(Type.Union(['reading', 'staging', 'after-exec'].map((point) => Type.Literal(point)), { description: 'Tests only: the aggregator logs "paused" and waits at this point of its first run, so a test can kill it there' })),
   LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)), { default: 'info', description: 'pino level of every process (KafkaJS logs follow it)' })
 })
@@ -51,6 +52,8 @@ export interface Config {
   ingestAttempts: number
   rateLimitMax: number
   rateLimitWindowMs: number
+  /** Fastify's trustProxy: whom to believe about the client's address */
+  trustProxy: boolean | string
   /** tests only: where the aggregator waits to be killed */
   aggregatorPauseAt: 'reading' | 'staging' | 'after-exec' | null
   logLevel: Env['LOG_LEVEL']
@@ -92,6 +95,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     ingestAttempts: raw.INGEST_ATTEMPTS,
     rateLimitMax: raw.RATE_LIMIT_MAX,
     rateLimitWindowMs: raw.RATE_LIMIT_WINDOW_MS,
+    trustProxy: raw.TRUST_PROXY === 'true' ? true : raw.TRUST_PROXY === 'false' ? false : raw.TRUST_PROXY,
     aggregatorPauseAt: (raw.AGGREGATOR_PAUSE_AT as Config['aggregatorPauseAt'] | undefined) ?? null,
     logLevel: raw.LOG_LEVEL
   })

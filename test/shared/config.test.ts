@@ -22,6 +22,13 @@ t.test('values are coerced from strings and lists are split', async (t) => {
   t.equal(config.ingestCron, null, '"off" disables the daily run')
 })
 
+t.test('TRUST_PROXY takes a boolean or proxy addresses', async (t) => {
+  t.equal(loadConfig({}).trustProxy, false)
+  t.equal(loadConfig({ TRUST_PROXY: 'true' }).trustProxy, true)
+  t.equal(loadConfig({ TRUST_PROXY: '10.0.0.0/8,127.0.0.1' }).trustProxy, '10.0.0.0/8,127.0.0.1')
+  t.throws(() => loadConfig({ TRUST_PROXY: 'everyone' }), /TRUST_PROXY/)
+})
+
 t.test('bad values fail with the variable name', async (t) => {
   const cases: Array<[NodeJS.ProcessEnv, RegExp]> = [
     [{ PORT: 'eighty' }, /PORT/],

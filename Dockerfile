@@ -1,0 +1,28 @@
+# One image for every role of the service: the command picks it.
+#   docker run IMAGE api | worker | aggregator | ingest <file> | gen …
+# Build stage: all dependencies, compile TypeScript to dist/.
+FROM node:20-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+# npm install, not npm ci: the lock was written against a registry that lacks some platform
+# builds of an optional dependency (msgpackr-extract), and npm ci refuses such a lock anywhere.
+# npm install keeps every locked version.
+RUN npm install --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build
+
+# Runtime stage: production dependencies and the compiled code only, run as a non-root user.
+FROM node:20-slim AS runtime
+ENV HOST=0.0.0.0 \
+    PORT=3000 \
+    COUPON_DATA_DIR=/data
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm install --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY --from=build /app/dist ./dist
+# The node image's unprivileged user; the code and node_modules stay owned by root (read-only to it).
+USER node
+EXPOSE 3000
+ENTRYPOINT ["node", "dist/cli.js"]
+CMD ["api"]

@@ -1,0 +1,133 @@
+// `npm run bench:api -- [--duration 10] [--connections 100] [--codes 100000]`: the real API server
+// (startApi, in a child process) against the real Redis with a published set on a fresh prefix,
+// driven by autocannon over 127.0.0.1 with valid, invalid and malformed codes mixed; then, in the
+// same run and with the same load, a bare Fastify route returning a constant (the ceiling). Prints
+// requests/s, p50, p99, errors and the ratio. The rate limit is disabled for the run.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { randomBytes } from 'node:crypto'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import autocannon from 'autocannon'
+import Fastify from 'fastify'
+import { Redis } from 'ioredis'
+import { startApi } from '../src/api/server.js'
+import { loadConfig } from '../src/shared/config.js'
+import { createLogger } from '../src/shared/logger.js'
+import { META, redisKeys } from '../src/shared/redis-keys.js'
+
+const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'
+const randomCode = (length: number): string => Array.from(randomBytes(length), (byte) => ALPHABET[byte % ALPHABET.length]).join('')
+
+/** Child mode: serve, print the URL on stdout, run until SIGTERM. */
+async function serve (role: string, prefix: string): Promise<void> {
+  if (role === 'api') {
+    const config = loadConfig({ ...process.env, REDIS_PREFIX: prefix, PORT: '0', HOST: '127.0.0.1', RATE_LIMIT_MAX: '0', INGEST_WORKER: 'false', INGEST_CRON: 'off', LOG_LEVEL: 'warn' })
+    const server = await startApi({ config, logger: createLogger('warn', 'api') })
+    process.once('SIGTERM', () => { server.close().then(() => process.exit(0), () => process.exit(1)) })
+    console.log(server.url)
+  } else {
+    const app = Fastify()
+    app.get('/coupons/:code', async () => ({ code: 'HAPPYHRS', valid: true }))
+    const url = await app.listen({ port: 0, host: '127.0.0.1' })
+    process.once('SIGTERM', () => { app.close().then(() => process.exit(0), () => process.exit(1)) })
+    console.log(url)
+  }
+}
+
+async function startChild (role: string, prefix: string): Promise<{ child: ChildProcess, url: string }> {
+  const child = spawn(process.execPath, ['--import=tsx', fileURLToPath(import.meta.url), '--serve', role, '--prefix', prefix], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let output = ''
+  for await (const chunk of child.stdout!) {
+    output += String(chunk)
+    const url = /http:\/\/\S+/.exec(output)?.[0]
+    if (url !== undefined) return { child, url }
+  }
+  throw new Error(`the ${role} server did not start`)
+}
+
+async function stopChild (child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return
+  child.kill('SIGTERM')
+  await once(child, 'exit')
+}
+
+async function load (url: string, paths: string[], duration: number, connections: number): Promise<autocannon.Result> {
+  return autocannon({
+    url,
+    connections,
+    duration,
+    requests: paths.map((path) => ({ method: 'GET', path }))
+  })
+}
+
+function summary (label: string, result: autocannon.Result): string {
+  const statuses = Object.entries(result.statusCodeStats ?? {}).map(([status, { count }]) => `${status}: ${count}`).join(', ')
+  return `${label.padEnd(8)} ${Math.round(result.requests.average).toString().padStart(7)} req/s   p50 ${result.latency.p50} ms   p99 ${result.latency.p99} ms   errors ${result.errors}   timeouts ${result.timeouts}   (${statuses})`
+}
+
+async function main (): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      serve: { type: 'string' },
+      prefix: { type: 'string' },
+      duration: { type: 'string', default: '10' },
+      connections: { type: 'string', default: '100' },
+      codes: { type: 'string', default: '100000' }
+    }
+  })
+  if (values.serve !== undefined) return serve(values.serve, values.prefix ?? 'coupons:')
+
+  const duration = Number(values.duration)
+  const connections = Number(values.connections)
+  const prefix = `bench-api-${randomBytes(4).toString('hex')}:`
+  const config = loadConfig({ ...process.env, REDIS_PREFIX: prefix })
+  const keys = redisKeys(prefix)
+  const redis = new Redis(config.redisUrl)
+
+  // A published set as the aggregator leaves it.
+  const valid: string[] = []
+  for (let i = 0; i < Number(values.codes); i++) valid.push(randomCode(8 + (i % 3)))
+  for (let i = 0; i < valid.length; i += 10_000) await redis.sadd(keys.valid, ...valid.slice(i, i + 10_000))
+  await redis.hset(keys.meta, { [META.generation]: 'bench', [META.lastSwapAt]: new Date().toISOString(), [META.validCount]: String(valid.length) })
+
+  // 50 % valid, 30 % well formed but invalid, 20 % malformed.
+  const paths: string[] = []
+  for (let i = 0; i < 1000; i++) {
+    const kind = i % 10
+    if (kind < 5) paths.push(`/coupons/${valid[(i * 7919) % valid.length]}`)
+    else if (kind < 8) paths.push(`/coupons/${randomCode(9)}`)
+    else paths.push(kind === 8 ? `/coupons/${randomCode(7)}` : `/coupons/${encodeURIComponent("' OR 1=1 --")}`)
+  }
+
+  const children: ChildProcess[] = []
+  try {
+    console.log(`bench:api  ${connections} connections, ${duration} s per target, ${valid.length} codes in the set, Redis ${config.redisUrl}`)
+    const api = await startChild('api', prefix)
+    children.push(api.child)
+    await load(api.url, paths, 2, connections) // warm-up
+    const apiResult = await load(api.url, paths, duration, connections)
+    await stopChild(api.child)
+
+    const ceiling = await startChild('ceiling', prefix)
+    children.push(ceiling.child)
+    await load(ceiling.url, paths, 2, connections)
+    const ceilingResult = await load(ceiling.url, paths, duration, connections)
+    await stopChild(ceiling.child)
+
+    console.log(summary('api', apiResult))
+    console.log(summary('ceiling', ceilingResult))
+    console.log(`ratio    ${(apiResult.requests.average / ceilingResult.requests.average * 100).toFixed(1)} % of the bare-Fastify ceiling`)
+  } finally {
+    await Promise.all(children.map(stopChild))
+    let cursor = '0'
+    do {
+      const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
+      if (found.length > 0) await redis.unlink(...found)
+      cursor = next
+    } while (cursor !== '0')
+    redis.disconnect()
+  }
+}
+
+await main()

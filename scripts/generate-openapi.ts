@@ -1,0 +1,28 @@
+// `npm run openapi`: writes openapi/openapi.json from the app itself (built and made ready, never
+// listening), so the committed document is exactly what GET /docs/json serves.
+import { writeFile, mkdir } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
+import { buildApp } from '../src/api/app.js'
+import { loadConfig } from '../src/shared/config.js'
+import { createLogger } from '../src/shared/logger.js'
+
+export const OPENAPI_PATH = fileURLToPath(new URL('../openapi/openapi.json', import.meta.url))
+
+/** The document as the app serves it, in the committed file's formatting. */
+export async function renderOpenApi (): Promise<string> {
+  // The document does not depend on the environment; Redis need not be up.
+  const app = buildApp({ config: loadConfig({ LOG_LEVEL: 'silent', INGEST_CRON: 'off' }), logger: createLogger('silent'), redisConnectWaitMs: 0 })
+  try {
+    await app.ready()
+    return `${JSON.stringify(app.swagger(), null, 2)}\n`
+  } finally {
+    await app.close()
+  }
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const document = await renderOpenApi()
+  await mkdir(new URL('../openapi/', import.meta.url), { recursive: true })
+  await writeFile(OPENAPI_PATH, document)
+  console.log(`wrote ${OPENAPI_PATH}`)
+}

@@ -1,0 +1,107 @@
+// Builds the HTTP API (DESIGN section 7) without listening: tests drive it with app.inject, the
+// OpenAPI script reads app.swagger(), and src/api/server.ts is the only place that listens.
+import { STATUS_CODES } from 'node:http'
+import Fastify, { LogController, type FastifyError } from 'fastify'
+import rateLimit from '@fastify/rate-limit'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import underPressure from '@fastify/under-pressure'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { Config } from '../shared/config.js'
+import { createLogger, type Logger } from '../shared/logger.js'
+import { HttpError } from './http-errors.js'
+import ingestRunsPlugin, { type IngestRunsApi } from './plugins/ingest-runs.js'
+import redisPlugin from './plugins/redis.js'
+import adminRoutes from './routes/admin.js'
+import couponRoutes from './routes/coupons.js'
+
+export interface BuildAppOptions {
+  config: Config
+  logger?: Logger
+  /** an IngestRuns owned by the caller; default: the app makes (and closes) its own */
+  ingestRuns?: IngestRunsApi
+  /** how often the Redis health check runs; while it fails every route answers 503 */
+  healthCheckIntervalMs?: number
+  /** how long start-up waits for Redis before serving anyway */
+  redisConnectWaitMs?: number
+  /** how long an admin request waits for Redis, BullMQ or Kafka before answering 503 */
+  dependencyTimeoutMs?: number
+  /** load shedding: a mean event-loop delay above this answers 503 (0 disables) */
+  maxEventLoopDelayMs?: number
+}
+
+/** Longest path parameter the router accepts; longer codes must still get a clean 400, not a 404. */
+const MAX_PARAM_LENGTH = 16 * 1024
+
+export function buildApp (options: BuildAppOptions) {
+  const { config } = options
+  const logger = options.logger ?? createLogger(config.logLevel, 'api')
+  const app = Fastify({
+    loggerInstance: logger,
+    trustProxy: config.trustProxy,
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    // Checkout calls the lookup thousands of times a second: no access-log lines for it.
+    logController: new LogController({ disableRequestLogging: (request: { url?: string }) => request.url?.startsWith('/coupons/') === true })
+  }).withTypeProvider<TypeBoxTypeProvider>()
+
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    const status = err.statusCode !== undefined && err.statusCode >= 400 ? err.statusCode : 500
+    if (status >= 500) {
+      request.log[status === 503 ? 'warn' : 'error']({ err }, 'request failed')
+      if (err instanceof HttpError && err.retryAfter !== undefined) reply.header('retry-after', err.retryAfter)
+    }
+    // Client errors explain themselves; server errors never show internals.
+    const message = status < 500 || err instanceof HttpError ? err.message : STATUS_CODES[status] ?? 'Error'
+    return reply.code(status).send({ statusCode: status, error: STATUS_CODES[status] ?? 'Error', message })
+  })
+
+  app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'Coupon validation service',
+        description: 'Validates promo codes against the set published by the ingestion pipeline, and lets operators run and watch that pipeline.',
+        version: '1.0.0'
+      },
+      tags: [
+        { name: 'coupons', description: 'Used by checkout' },
+        { name: 'admin', description: 'Operators; Authorization: Bearer <ADMIN_TOKEN>' },
+        { name: 'health', description: 'Liveness and load shedding' }
+      ],
+      components: {
+        securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN' } }
+      }
+    }
+  })
+  app.register(swaggerUi, { routePrefix: '/docs' })
+
+  app.register(redisPlugin, { url: config.redisUrl, logger, connectWaitMs: options.redisConnectWaitMs })
+  app.register(ingestRunsPlugin, { config, logger, ingestRuns: options.ingestRuns })
+
+  app.register(underPressure, {
+    maxEventLoopDelay: options.maxEventLoopDelayMs ?? 1000,
+    retryAfter: 5,
+    healthCheck: async (instance) => (await instance.redis.ping()) === 'PONG',
+    healthCheckInterval: options.healthCheckIntervalMs ?? 1000,
+    exposeStatusRoute: {
+      url: '/health',
+      routeOpts: { logLevel: 'warn' },
+      routeSchemaOpts: {
+        tags: ['health'],
+        summary: 'Healthy when Redis answers and the server is not overloaded; 503 otherwise'
+      }
+    }
+  })
+
+  app.register(rateLimit, { global: false })
+  app.register(couponRoutes, {
+    redisPrefix: config.redisPrefix,
+    rateLimitMax: config.rateLimitMax,
+    rateLimitWindowMs: config.rateLimitWindowMs
+  })
+  app.register(adminRoutes, { prefix: '/admin', config, dependencyTimeoutMs: options.dependencyTimeoutMs ?? 5000 })
+
+  return app
+}
+
+export type App = ReturnType<typeof buildApp>

@@ -1,0 +1,34 @@
+// Errors that carry their HTTP status to the app's one error handler.
+import { setTimeout as sleep } from 'node:timers/promises'
+
+export class HttpError extends Error {
+  readonly statusCode: number
+  /** seconds, sent as Retry-After */
+  readonly retryAfter: number | undefined
+
+  constructor (statusCode: number, message: string, options: { cause?: unknown, retryAfter?: number } = {}) {
+    super(message, { cause: options.cause })
+    this.name = 'HttpError'
+    this.statusCode = statusCode
+    this.retryAfter = options.retryAfter
+  }
+}
+
+/**
+ * Runs a call to Redis, BullMQ or Kafka for an admin request. Any failure becomes a 503 whose
+ * cause is logged, and so does a call that takes longer than `timeoutMs`: BullMQ waits for its
+ * connection while Redis is down, and an operator should get an answer, not a hung request.
+ */
+export async function fromDependency<T> (what: string, timeoutMs: number, call: () => Promise<T>): Promise<T> {
+  const abort = new AbortController()
+  try {
+    return await Promise.race([
+      call(),
+      sleep(timeoutMs, undefined, { signal: abort.signal }).then(() => { throw new Error(`no answer within ${timeoutMs} ms`) })
+    ])
+  } catch (err) {
+    throw new HttpError(503, `${what} is unavailable right now`, { cause: err, retryAfter: 5 })
+  } finally {
+    abort.abort()
+  }
+}

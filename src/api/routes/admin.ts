@@ -1,0 +1,104 @@
+// The operator's routes under /admin (DESIGN section 7): start a run, follow its files, see the
+// live set and the schedule. Every route is behind the bearer token.
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { Config } from '../../shared/config.js'
+import { META, redisKeys } from '../../shared/redis-keys.js'
+import { adminAuth } from '../admin-auth.js'
+import { fromDependency } from '../http-errors.js'
+import { IngestAccepted, IngestBody, Run, RunList, RunParams, RunsQuery, Status, errors } from '../schemas.js'
+
+export interface AdminRoutesOptions {
+  config: Config
+  /** an admin request waits this long for Redis, BullMQ or Kafka before answering 503 */
+  dependencyTimeoutMs: number
+}
+
+const security = [{ bearerAuth: [] }]
+
+const adminRoutes: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (fastify, { config, dependencyTimeoutMs }) => {
+  if (config.adminToken === undefined) fastify.log.warn('ADMIN_TOKEN is not set: every /admin request will be refused')
+  fastify.addHook('onRequest', adminAuth(config.adminToken))
+
+  fastify.post('/ingest', {
+    schema: {
+      tags: ['admin'],
+      summary: 'Start an ingest run',
+      description: 'Queues one job per file (a BullMQ flow). The aggregator swaps the new valid set in when every file of the run is complete.',
+      security,
+      body: IngestBody,
+      response: { 202: IngestAccepted, ...errors(400, 401, 500, 503) }
+    },
+    // No body at all means the same as {}: every configured file.
+    preValidation: async (request) => { request.body ??= {} }
+  }, async (request, reply) => {
+    const requested = request.body?.files ?? config.couponFiles
+    const unknown = requested.filter((file) => !config.couponFiles.includes(file))
+    if (unknown.length > 0) {
+      return reply.code(400).send({
+        statusCode: 400,
+        error: 'Bad Request',
+        message: `unknown file ${unknown.map((file) => JSON.stringify(file)).join(', ')}; the configured files are ${config.couponFiles.join(', ')}`
+      })
+    }
+    if (new Set(requested).size !== requested.length) {
+      return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: 'a file is listed twice' })
+    }
+    const files = config.couponFiles.filter((file) => requested.includes(file))
+    const run = await fromDependency('the ingest queue', dependencyTimeoutMs, () => fastify.ingestRuns.startRun(files, 'admin'))
+    request.log.info({ runId: run.runId, files }, 'ingest run started')
+    return reply.code(202).send(run)
+  })
+
+  fastify.get('/runs', {
+    schema: {
+      tags: ['admin'],
+      summary: 'Recent runs, newest first',
+      security,
+      querystring: RunsQuery,
+      response: { 200: RunList, ...errors(400, 401, 500, 503) }
+    }
+  }, async (request) => {
+    const runs = await fromDependency('the ingest queue', dependencyTimeoutMs, () => fastify.ingestRuns.listRuns(request.query.limit))
+    return { runs }
+  })
+
+  fastify.get('/runs/:runId', {
+    schema: {
+      tags: ['admin'],
+      summary: "One run: each file's job state and progress, failure reasons and the swap it produced",
+      security,
+      params: RunParams,
+      response: { 200: Run, ...errors(400, 401, 404, 500, 503) }
+    }
+  }, async (request, reply) => {
+    const run = await fromDependency('the ingest queue', dependencyTimeoutMs, () => fastify.ingestRuns.getRun(request.params.runId))
+    if (run === null) return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: 'no such run' })
+    return run
+  })
+
+  const keys = redisKeys(config.redisPrefix)
+  fastify.get('/status', {
+    schema: {
+      tags: ['admin'],
+      summary: 'The live set, the queue and the daily schedule',
+      security,
+      response: { 200: Status, ...errors(401, 500, 503) }
+    }
+  }, async () => {
+    const [meta, queue, schedule] = await fromDependency('redis', dependencyTimeoutMs, () => Promise.all([
+      fastify.redis.hgetall(keys.meta),
+      fastify.ingestRuns.counts(),
+      fastify.ingestRuns.schedule()
+    ]))
+    const validCount = meta[META.validCount]
+    return {
+      lastSwapAt: meta[META.lastSwapAt] ?? null,
+      generation: meta[META.generation] ?? null,
+      validCount: validCount === undefined ? null : Number(validCount),
+      queue,
+      schedule
+    }
+  })
+}
+
+export default adminRoutes

@@ -1,0 +1,70 @@
+// GET /coupons/:code, the route checkout calls (DESIGN section 7). Malformed input is answered
+// without touching Redis; a Redis that cannot answer is a 503, never a 404.
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { isCodeShape } from '../../shared/code-rule.js'
+import { CouponParams, InvalidCoupon, ValidCoupon, errors } from '../schemas.js'
+import { ValidSet } from '../valid-set.js'
+
+export interface CouponRoutesOptions {
+  redisPrefix: string
+  /** per client and window; 0 disables */
+  rateLimitMax: number
+  rateLimitWindowMs: number
+}
+
+/** Seconds a client should wait after a 503: a Redis outage is usually short… */
+export const RETRY_AFTER_OUTAGE_SECONDS = 5
+/** …while the first ingest after a fresh install takes minutes. */
+export const RETRY_AFTER_UNPUBLISHED_SECONDS = 60
+
+const WARN_INTERVAL_MS = 10_000
+
+const couponRoutes: FastifyPluginAsyncTypebox<CouponRoutesOptions> = async (fastify, options) => {
+  const validSet = new ValidSet(fastify.redis, options.redisPrefix)
+  let lastWarnedAt = 0
+
+  fastify.get('/coupons/:code', {
+    schema: {
+      tags: ['coupons'],
+      summary: 'Is this promo code valid?',
+      description: 'Trims the code, checks its shape (8 to 10 ASCII letters or digits, case-sensitive) and looks it up in the published valid set. ' +
+        '404 means "well formed but not valid"; when the answer is unknown (Redis unreachable, or no set published yet) the answer is 503 with Retry-After, never 404. ' +
+        'Rate limited per client IP (RATE_LIMIT_MAX requests per RATE_LIMIT_WINDOW_MS).',
+      params: CouponParams,
+      response: {
+        200: ValidCoupon,
+        404: InvalidCoupon,
+        ...errors(400, 429, 500, 503)
+      }
+    },
+    config: {
+      rateLimit: options.rateLimitMax > 0 ? { max: options.rateLimitMax, timeWindow: options.rateLimitWindowMs } : false
+    }
+  }, async (request, reply) => {
+    const code = request.params.code.trim()
+    if (!isCodeShape(code)) {
+      return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: 'a code is 8 to 10 ASCII letters or digits' })
+    }
+    let lookup
+    try {
+      lookup = await validSet.lookup(code)
+    } catch (err) {
+      // During an outage every request fails alike: one line per interval, not one per request.
+      if (Date.now() - lastWarnedAt > WARN_INTERVAL_MS) {
+        lastWarnedAt = Date.now()
+        request.log.warn({ err }, 'redis lookup failed; answering 503 (logged once per 10 s)')
+      }
+      reply.header('retry-after', RETRY_AFTER_OUTAGE_SECONDS)
+      return reply.code(503).send({ statusCode: 503, error: 'Service Unavailable', message: 'the valid set cannot be read right now' })
+    }
+    switch (lookup) {
+      case 'valid': return reply.code(200).send({ code, valid: true })
+      case 'invalid': return reply.code(404).send({ code, valid: false })
+      case 'unpublished':
+        reply.header('retry-after', RETRY_AFTER_UNPUBLISHED_SECONDS)
+        return reply.code(503).send({ statusCode: 503, error: 'Service Unavailable', message: 'no valid set has been published yet' })
+    }
+  })
+}
+
+export default couponRoutes

@@ -1,0 +1,110 @@
+import { Writable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { pino } from 'pino'
+import t from 'tap'
+import { freePort, publishSet, testApp, ThrowawayRedis } from '../helpers/api-env.js'
+
+t.test('GET /health is 200 while Redis answers', async (t) => {
+  const { app } = await testApp(t)
+  const res = await app.inject({ method: 'GET', url: '/health' })
+  t.equal(res.statusCode, 200)
+  t.same(res.json(), { status: 'ok' })
+})
+
+t.test('with Redis at a closed port, health and lookups answer 503, never 404', async (t) => {
+  const port = await freePort()
+  const { app } = await testApp(t, { REDIS_URL: `redis://127.0.0.1:${port}` }, { redisConnectWaitMs: 100, dependencyTimeoutMs: 500 })
+  const health = await app.inject({ method: 'GET', url: '/health' })
+  t.equal(health.statusCode, 503)
+  t.ok(Number(health.headers['retry-after']) > 0, 'health has Retry-After')
+  for (const code of ['HAPPYHRS', 'NOTVALID1']) {
+    const res = await app.inject({ method: 'GET', url: `/coupons/${code}` })
+    t.equal(res.statusCode, 503, code)
+    t.ok(Number(res.headers['retry-after']) > 0, 'has Retry-After')
+    t.equal(res.json().error, 'Service Unavailable')
+  }
+})
+
+t.test('a lookup answers 503 by itself when Redis fails between health checks', async (t) => {
+  const server = new ThrowawayRedis(await freePort())
+  await server.start()
+  t.teardown(() => server.stop())
+  // The health check passes once and is not run again, so only the route stands between the outage and a 404.
+  const { app, config, redis } = await testApp(t, { REDIS_URL: server.url }, { healthCheckIntervalMs: 60_000 })
+  await publishSet(redis, config.redisPrefix, ['HAPPYHRS'])
+  t.equal((await app.inject({ method: 'GET', url: '/coupons/NOTVALID1' })).statusCode, 404)
+  await server.stop()
+  t.notOk(app.isUnderPressure(), 'the load shedder does not know yet')
+  for (const code of ['HAPPYHRS', 'NOTVALID1']) {
+    const res = await app.inject({ method: 'GET', url: `/coupons/${code}` })
+    t.equal(res.statusCode, 503, code)
+    t.ok(Number(res.headers['retry-after']) > 0, 'has Retry-After')
+  }
+})
+
+t.test('an overloaded event loop is shed with a quick 503', async (t) => {
+  const { app, config, redis } = await testApp(t, {}, { maxEventLoopDelayMs: 5 })
+  await publishSet(redis, config.redisPrefix, ['HAPPYHRS'])
+  // Block the event loop for longer than the 1 s sampling interval of under-pressure.
+  const until = Date.now() + 1500
+  while (Date.now() < until) { /* busy */ }
+  await sleep(20)
+  const started = Date.now()
+  const res = await app.inject({ method: 'GET', url: '/coupons/HAPPYHRS' })
+  t.equal(res.statusCode, 503)
+  t.ok(Number(res.headers['retry-after']) > 0, 'has Retry-After')
+  t.ok(Date.now() - started < 1000, 'answers without waiting')
+  // And it comes back by itself once the loop is idle again.
+  let status = 0
+  for (let i = 0; i < 50 && status !== 200; i++) {
+    await sleep(100)
+    status = (await app.inject({ method: 'GET', url: '/coupons/HAPPYHRS' })).statusCode
+  }
+  t.equal(status, 200, 'recovers')
+})
+
+t.test('unexpected errors are logged with the error and answered without internals', async (t) => {
+  const lines: string[] = []
+  const logger = pino({ level: 'info' }, new Writable({ write (chunk, _encoding, done) { lines.push(String(chunk)); done() } }))
+  const { app } = await testApp(t, {}, { logger })
+  await app.close()
+  // A fresh app, so a route can be added before it is ready.
+  const { buildApp } = await import('../../src/api/app.js')
+  const { testConfig } = await import('../helpers/test-env.js')
+  const broken = buildApp({ config: testConfig('api'), logger })
+  broken.get('/boom', async () => { throw new Error('secret: connection string redis://user:pw@host') })
+  t.teardown(() => broken.close())
+  const res = await broken.inject({ method: 'GET', url: '/boom' })
+  t.equal(res.statusCode, 500)
+  t.same(res.json(), { statusCode: 500, error: 'Internal Server Error', message: 'Internal Server Error' })
+  const logged = lines.map((line) => JSON.parse(line)).find((entry) => entry.msg === 'request failed')
+  t.ok(logged, 'logged')
+  t.equal(logged.level, 50, 'at error level')
+  t.match(logged.err.message, /secret/, 'with the error object')
+})
+
+t.test('unknown routes are 404 with a JSON body', async (t) => {
+  const { app } = await testApp(t)
+  const res = await app.inject({ method: 'GET', url: '/nope' })
+  t.equal(res.statusCode, 404)
+  t.equal(res.json().statusCode, 404)
+})
+
+t.test('the docs page and its JSON spec are served', async (t) => {
+  const { app } = await testApp(t)
+  const page = await app.inject({ method: 'GET', url: '/docs' })
+  t.equal(page.statusCode, 200)
+  t.match(page.headers['content-type'], /html/)
+  t.match(page.body, /swagger/i)
+  const spec = await app.inject({ method: 'GET', url: '/docs/json' })
+  t.equal(spec.statusCode, 200)
+  const doc = spec.json()
+  t.equal(doc.openapi, '3.0.3')
+  for (const path of ['/coupons/{code}', '/admin/ingest', '/admin/runs', '/admin/runs/{runId}', '/admin/status', '/health']) {
+    t.ok(doc.paths[path], `documents ${path}`)
+  }
+  const coupon = doc.paths['/coupons/{code}'].get
+  t.same(Object.keys(coupon.responses).sort(), ['200', '400', '404', '429', '500', '503'])
+  t.same(coupon.tags, ['coupons'])
+  t.ok(coupon.summary)
+})

@@ -1,0 +1,162 @@
+import { Writable } from 'node:stream'
+import { pino } from 'pino'
+import t from 'tap'
+import { ADMIN_TOKEN, freePort, publishSet, testApp, ThrowawayRedis } from '../../helpers/api-env.js'
+import { deleteTopics, testKafka } from '../../helpers/test-env.js'
+
+const auth = { authorization: `Bearer ${ADMIN_TOKEN}` }
+
+const ROUTES = [
+  { method: 'POST', url: '/admin/ingest', payload: { files: ['couponbase1.gz'] } },
+  { method: 'GET', url: '/admin/runs' },
+  { method: 'GET', url: '/admin/runs/20250101T000000000Z-00000000' },
+  { method: 'GET', url: '/admin/status' }
+] as const
+
+t.test('missing, wrong and almost-right tokens get 401 on every admin route', async (t) => {
+  const { app } = await testApp(t)
+  const headers: Array<[string, Record<string, string>]> = [
+    ['no header', {}],
+    ['empty header', { authorization: '' }],
+    ['scheme only', { authorization: 'Bearer' }],
+    ['scheme and a space', { authorization: 'Bearer ' }],
+    ['token without scheme', { authorization: ADMIN_TOKEN }],
+    ['Basic scheme', { authorization: `Basic ${ADMIN_TOKEN}` }],
+    ['wrong token', { authorization: 'Bearer not-the-admin-token-at-all' }],
+    ['last character changed', { authorization: `Bearer ${ADMIN_TOKEN.slice(0, -1)}0` }],
+    ['one character short', { authorization: `Bearer ${ADMIN_TOKEN.slice(0, -1)}` }],
+    ['one character more', { authorization: `Bearer ${ADMIN_TOKEN}x` }],
+    ['a prefix of the token', { authorization: `Bearer ${ADMIN_TOKEN.slice(0, 8)}` }],
+    ['different case', { authorization: `Bearer ${ADMIN_TOKEN.toUpperCase()}` }],
+    ['two tokens', { authorization: `Bearer ${ADMIN_TOKEN} ${ADMIN_TOKEN}` }]
+  ]
+  for (const route of ROUTES) {
+    for (const [label, header] of headers) {
+      const res = await app.inject({ ...route, headers: header })
+      t.equal(res.statusCode, 401, `${route.method} ${route.url}: ${label}`)
+      t.equal(res.headers['www-authenticate'], 'Bearer realm="coupons-admin"')
+      t.same(res.json(), { statusCode: 401, error: 'Unauthorized', message: 'a valid admin bearer token is required' })
+    }
+  }
+})
+
+t.test('without ADMIN_TOKEN every admin request is refused and a warning is logged at start', async (t) => {
+  const lines: string[] = []
+  const logger = pino({ level: 'warn' }, new Writable({ write (chunk, _encoding, done) { lines.push(String(chunk)); done() } }))
+  const { app } = await testApp(t, { ADMIN_TOKEN: undefined }, { logger })
+  t.ok(lines.some((line) => /ADMIN_TOKEN is not set/.test(line)), 'warns at start')
+  for (const route of ROUTES) {
+    for (const authorization of [`Bearer ${ADMIN_TOKEN}`, 'Bearer ', 'Bearer undefined', 'Bearer null', '']) {
+      const res = await app.inject({ ...route, headers: { authorization } })
+      t.equal(res.statusCode, 401, `${route.method} ${route.url} with "${authorization}"`)
+    }
+  }
+})
+
+t.test('POST /admin/ingest refuses names outside the configured list with 400', async (t) => {
+  const { app, config } = await testApp(t)
+  t.teardown(() => deleteTopics(testKafka(config), config.kafkaTopicPrefix))
+  const bodies: Array<[string, unknown]> = [
+    ['an unknown name', { files: ['couponbase4.gz'] }],
+    ['a relative path', { files: ['../couponbase1.gz'] }],
+    ['a path inside the data folder', { files: ['./couponbase1.gz'] }],
+    ['an absolute path', { files: ['/etc/passwd'] }],
+    ['a known and an unknown name', { files: ['couponbase1.gz', 'couponbase9.gz'] }],
+    ['a name twice', { files: ['couponbase1.gz', 'couponbase1.gz'] }],
+    ['an empty list', { files: [] }],
+    ['an empty name', { files: [''] }],
+    ['not strings', { files: [1] }]
+  ]
+  for (const [label, payload] of bodies) {
+    const res = await app.inject({ method: 'POST', url: '/admin/ingest', headers: auth, payload: payload as object })
+    t.equal(res.statusCode, 400, label)
+    t.equal(res.json().statusCode, 400, `${label}: JSON error body`)
+  }
+  const unknown = await app.inject({ method: 'POST', url: '/admin/ingest', headers: auth, payload: { files: ['couponbase4.gz'] } })
+  t.match(unknown.json().message, /unknown file "couponbase4.gz"; the configured files are couponbase1.gz, couponbase2.gz, couponbase3.gz/)
+})
+
+t.test('a run started through the API is queued, listed and followed file by file', async (t) => {
+  const { app, config } = await testApp(t)
+  t.teardown(() => deleteTopics(testKafka(config), config.kafkaTopicPrefix))
+
+  const started = await app.inject({ method: 'POST', url: '/admin/ingest', headers: auth, payload: { files: ['couponbase3.gz', 'couponbase1.gz'] } })
+  t.equal(started.statusCode, 202, started.body)
+  const { runId, jobs } = started.json()
+  t.type(runId, 'string')
+  t.same(jobs.map((job: { file: string }) => job.file), ['couponbase1.gz', 'couponbase3.gz'], 'configured order')
+  t.ok(jobs.every((job: { id: string }) => typeof job.id === 'string' && job.id.length > 0))
+
+  const all = await app.inject({ method: 'POST', url: '/admin/ingest', headers: auth })
+  t.equal(all.statusCode, 202, 'no body means every configured file')
+  t.same(all.json().jobs.map((job: { file: string }) => job.file), config.couponFiles)
+
+  const run = await app.inject({ method: 'GET', url: `/admin/runs/${runId}`, headers: auth })
+  t.equal(run.statusCode, 200)
+  const view = run.json()
+  t.equal(view.runId, runId)
+  t.equal(view.source, 'admin')
+  t.same(view.files.map((file: { file: string }) => file.file), ['couponbase1.gz', 'couponbase3.gz'])
+  for (const file of view.files) {
+    t.same(file.jobId, jobs.find((job: { file: string }) => job.file === file.file).id)
+    t.type(file.state, 'string')
+    t.equal(file.failedReason, null)
+  }
+  t.equal(view.result, null, 'no swap yet')
+
+  const list = await app.inject({ method: 'GET', url: '/admin/runs', headers: auth })
+  t.equal(list.statusCode, 200)
+  t.same(list.json().runs.map((r: { runId: string }) => r.runId), [all.json().runId, runId], 'newest first')
+  const limited = await app.inject({ method: 'GET', url: '/admin/runs?limit=1', headers: auth })
+  t.equal(limited.json().runs.length, 1)
+  t.equal((await app.inject({ method: 'GET', url: '/admin/runs?limit=0', headers: auth })).statusCode, 400)
+  t.equal((await app.inject({ method: 'GET', url: '/admin/runs?limit=many', headers: auth })).statusCode, 400)
+
+  const status = await app.inject({ method: 'GET', url: '/admin/status', headers: auth })
+  t.equal(status.statusCode, 200)
+  t.ok(Object.values(status.json().queue).reduce((a: number, b) => a + (b as number), 0) as number >= 5, 'queue counts include the five file jobs')
+})
+
+t.test('GET /admin/runs/:runId is 404 for an unknown run and 400 for a malformed id', async (t) => {
+  const { app } = await testApp(t)
+  const unknown = await app.inject({ method: 'GET', url: '/admin/runs/20200101T000000000Z-deadbeef', headers: auth })
+  t.equal(unknown.statusCode, 404)
+  t.same(unknown.json(), { statusCode: 404, error: 'Not Found', message: 'no such run' })
+  t.equal((await app.inject({ method: 'GET', url: '/admin/runs/a%20b', headers: auth })).statusCode, 400)
+})
+
+t.test('GET /admin/status shows the live set and the daily schedule', async (t) => {
+  const { app, config, redis } = await testApp(t, { INGEST_CRON: '0 3 * * *', INGEST_TZ: 'Europe/Paris' })
+  await app.ingestRuns.init()
+
+  const before = await app.inject({ method: 'GET', url: '/admin/status', headers: auth })
+  t.equal(before.statusCode, 200)
+  t.match(before.json(), { lastSwapAt: null, generation: null, validCount: null })
+
+  await publishSet(redis, config.redisPrefix, ['HAPPYHRS', 'FIFTYOFF'], '20250101T030000000Z-0a0b0c0d')
+  const after = (await app.inject({ method: 'GET', url: '/admin/status', headers: auth })).json()
+  t.equal(after.generation, '20250101T030000000Z-0a0b0c0d')
+  t.equal(after.validCount, 2)
+  t.ok(Date.parse(after.lastSwapAt) > 0, 'lastSwapAt is a date')
+  t.equal(after.schedule.pattern, '0 3 * * *')
+  t.equal(after.schedule.tz, 'Europe/Paris')
+  t.ok(Date.parse(after.schedule.next) > Date.now(), 'the next run is in the future')
+  t.type(after.queue, 'object')
+})
+
+t.test('admin routes answer 503 with Retry-After when Redis is down', async (t) => {
+  const server = new ThrowawayRedis(await freePort())
+  await server.start()
+  t.teardown(() => server.stop())
+  // A slow health check, so the routes' own handling is what answers (not the load shedder).
+  const { app, config } = await testApp(t, { REDIS_URL: server.url }, { healthCheckIntervalMs: 60_000, dependencyTimeoutMs: 1000 })
+  t.teardown(() => deleteTopics(testKafka(config), config.kafkaTopicPrefix))
+  await server.stop()
+  for (const route of ROUTES) {
+    const res = await app.inject({ ...route, headers: auth })
+    t.equal(res.statusCode, 503, `${route.method} ${route.url}`)
+    t.ok(Number(res.headers['retry-after']) > 0, 'has Retry-After')
+    t.equal(res.json().error, 'Service Unavailable')
+    t.notMatch(res.body, /ECONNREFUSED|Stream|ioredis|at /, 'no internals')
+  }
+})

@@ -1,0 +1,50 @@
+// Static checks of the Dockerfile and .dockerignore (no Docker engine runs here).
+import { readFile } from 'node:fs/promises'
+import t from 'tap'
+
+const ROOT = new URL('../../', import.meta.url)
+const read = async (path: string): Promise<string> => readFile(new URL(path, ROOT), 'utf8')
+
+interface Stage { from: string, name: string | undefined, lines: string[] }
+
+function stages (dockerfile: string): Stage[] {
+  const result: Stage[] = []
+  const lines = dockerfile.replace(/\\\n\s*/g, ' ').split('\n').map((line) => line.trim()).filter((line) => line !== '' && !line.startsWith('#'))
+  for (const line of lines) {
+    const from = /^FROM\s+(\S+)(?:\s+AS\s+(\S+))?/i.exec(line)
+    if (from !== null) result.push({ from: from[1], name: from[2], lines: [] })
+    else result.at(-1)?.lines.push(line)
+  }
+  return result
+}
+
+t.test('the Dockerfile builds in one stage and runs the compiled CLI as a non-root user in another', async (t) => {
+  const all = stages(await read('Dockerfile'))
+  t.ok(all.length >= 2, 'multi-stage')
+  for (const stage of all) t.match(stage.from, /^node:20-(slim|alpine)$/, `${stage.name ?? 'stage'} uses node 20`)
+  const [build, runtime] = [all[0], all.at(-1)!]
+  t.ok(build.lines.some((line) => /^RUN npm install\b/.test(line) && !/--omit=dev/.test(line)), 'build stage installs every dependency')
+  t.ok(build.lines.some((line) => /^RUN npm run build\b/.test(line)), 'build stage compiles')
+  t.ok(runtime.lines.some((line) => /^RUN npm install .*--omit=dev/.test(line)), 'runtime installs production dependencies only')
+  t.ok(runtime.lines.some((line) => new RegExp(`^COPY --from=${build.name} \\S*dist`).test(line)), 'runtime copies the compiled code from the build stage')
+  const user = runtime.lines.filter((line) => /^USER\s/.test(line)).at(-1)
+  t.ok(user, 'sets a user')
+  t.notMatch(user, /^USER\s+(root|0)(:|$)/, 'not root')
+  t.ok(runtime.lines.includes('ENTRYPOINT ["node", "dist/cli.js"]'), 'the entry point is the CLI, so one image runs every role')
+})
+
+t.test('the entry point exists after npm run build', async (t) => {
+  const pkg = JSON.parse(await read('package.json'))
+  t.match(pkg.scripts.build, /tsconfig\.build\.json/)
+  const tsconfig = JSON.parse(await read('tsconfig.build.json'))
+  t.equal(tsconfig.compilerOptions.rootDir, 'src')
+  t.equal(tsconfig.compilerOptions.outDir, 'dist', 'src/cli.ts compiles to dist/cli.js')
+  t.ok(await read('src/cli.ts'))
+})
+
+t.test('.dockerignore keeps data, secrets and local builds out of the context', async (t) => {
+  const ignored = (await read('.dockerignore')).split('\n').map((line) => line.trim())
+  for (const entry of ['.git', 'node_modules', 'data', '.data', '.env', 'dist', '*.gz']) {
+    t.ok(ignored.includes(entry), `ignores ${entry}`)
+  }
+})

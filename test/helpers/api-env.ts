@@ -1,0 +1,141 @@
+// Helpers for the API tests: a built app on a fresh Redis prefix, a published set, a real count of
+// the Redis commands the app sends (MONITOR), and a throwaway redis-server to stop and restart.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { createServer } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Redis } from 'ioredis'
+import { buildApp, type App, type BuildAppOptions } from '../../src/api/app.js'
+import type { Config } from '../../src/shared/config.js'
+import { createLogger } from '../../src/shared/logger.js'
+import { META, redisKeys } from '../../src/shared/redis-keys.js'
+import { deleteRedisPrefix, testConfig } from './test-env.js'
+
+export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef'
+
+interface Teardown { teardown: (fn: () => unknown) => void }
+
+export interface TestApp {
+  app: App
+  config: Config
+  /** a plain client on the same Redis as the app, for arranging state */
+  redis: Redis
+}
+
+/** A ready app on a fresh prefix; closed and cleaned up when the test ends. */
+export async function testApp (t: Teardown, env: NodeJS.ProcessEnv = {}, options: Partial<BuildAppOptions> = {}): Promise<TestApp> {
+  const config = testConfig('api', { ADMIN_TOKEN, ...env })
+  const app = buildApp({ config, logger: createLogger('silent'), redisConnectWaitMs: 500, ...options })
+  const redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => 200 })
+  redis.on('error', () => {})
+  t.teardown(async () => {
+    try {
+      await app.close()
+      // A throwaway redis-server may already be gone, and its data with it.
+      if (redis.status === 'wait') await redis.connect().catch(() => {})
+      if (redis.status === 'ready') await deleteRedisPrefix(redis, config.redisPrefix).catch(() => {})
+    } finally {
+      redis.disconnect()
+    }
+  })
+  await app.ready()
+  return { app, config, redis }
+}
+
+/** Publishes a valid set the way the aggregator's swap leaves it: the live SET plus meta. */
+export async function publishSet (redis: Redis, prefix: string, codes: string[], generation = 'run-test'): Promise<void> {
+  const keys = redisKeys(prefix)
+  const multi = redis.multi()
+  multi.del(keys.valid)
+  if (codes.length > 0) multi.sadd(keys.valid, ...codes)
+  multi.hset(keys.meta, {
+    [META.generation]: generation,
+    [META.lastSwapAt]: new Date().toISOString(),
+    [META.validCount]: String(codes.length),
+    [META.swapMs]: '1'
+  })
+  await multi.exec()
+}
+
+/**
+ * Counts, through MONITOR, every command that a given client connection sends. MONITOR is
+ * asynchronous, so `settle` sends a marker command over that connection and waits until it is
+ * seen: every earlier command has then been seen too (Redis feeds MONITOR in order).
+ */
+export async function commandCounter (redisUrl: string, client: Redis) {
+  const source = `${client.stream.localAddress ?? ''}:${client.stream.localPort ?? ''}`
+  // monitor() opens its own connection; the lazy client it is made from never connects.
+  const monitor = await new Redis(redisUrl, { lazyConnect: true }).monitor()
+  const commands: string[][] = []
+  monitor.on('monitor', (_time: string, args: string[], from: string) => {
+    if (from === source) commands.push(args)
+  })
+  return {
+    commands,
+    /** Waits until every command sent before this call is counted; the marker is not counted. */
+    async settle (): Promise<void> {
+      const marker = `settle-${Math.random()}`
+      await client.echo(marker)
+      for (let i = 0; i < 200; i++) {
+        const at = commands.findIndex((args) => args[0]?.toLowerCase() === 'echo' && args[1] === marker)
+        if (at >= 0) {
+          commands.splice(at, 1)
+          return
+        }
+        await sleep(10)
+      }
+      throw new Error('MONITOR never showed the marker command')
+    },
+    async stop (): Promise<void> { monitor.disconnect() }
+  }
+}
+
+export async function freePort (): Promise<number> {
+  const server = createServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as { port: number }
+  server.close()
+  await once(server, 'close')
+  return port
+}
+
+/** A redis-server child process of this test (no persistence: a restart loses the data, like a wiped Redis). */
+export class ThrowawayRedis {
+  readonly port: number
+  #child: ChildProcess | null = null
+
+  constructor (port: number) { this.port = port }
+
+  get url (): string { return `redis://127.0.0.1:${this.port}` }
+
+  async start (): Promise<void> {
+    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
+    this.#child = child
+    const probe = new Redis(this.url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 })
+    probe.on('error', () => {})
+    try {
+      for (let i = 0; i < 100; i++) {
+        if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}`)
+        try {
+          await probe.connect()
+          if (await probe.ping() === 'PONG') return
+        } catch {
+          probe.disconnect()
+          await sleep(50)
+        }
+      }
+      throw new Error(`redis-server on port ${this.port} never answered`)
+    } finally {
+      probe.disconnect()
+    }
+  }
+
+  async stop (): Promise<void> {
+    const child = this.#child
+    if (child === null || child.exitCode !== null || child.signalCode !== null) return
+    this.#child = null
+    child.kill('SIGKILL')
+    await once(child, 'exit')
+  }
+}
