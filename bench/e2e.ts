@@ -1,0 +1,139 @@
+// `npm run bench:e2e -- --scale S [--partitions P] [--keep]`: the whole pipeline through the real
+// processes (api with its embedded worker, aggregator), from POST /admin/ingest to the swap, on
+// files of S times the real size (generated once under data/scale-S), and in the same run the floor:
+// decompressing and scanning the three files in parallel without Kafka. Prints figures; asserts
+// nothing about time, but checks the published set against the answer key.
+import { execFile } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { existsSync, openSync } from 'node:fs'
+import { mkdir, readFile, readdir } from 'node:fs/promises'
+import { cpus, totalmem } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs, promisify } from 'node:util'
+import { Redis } from 'ioredis'
+import { startRole, waitFor } from '../scripts/lib/role-process.js'
+import { generateCoupons, type AnswerKey } from '../src/gen/generate-coupons.js'
+import { loadConfig } from '../src/shared/config.js'
+import { deleteRedisPrefix, deleteTopics, testKafka } from '../test/helpers/test-env.js'
+import { trackPeakRss } from './lib/process-tree.js'
+import type { ScanFigures } from './lib/scan-floor.js'
+
+const run = promisify(execFile)
+const { values } = parseArgs({
+  options: {
+    scale: { type: 'string', default: '0.01' },
+    partitions: { type: 'string', default: '8' },
+    port: { type: 'string', default: '3917' },
+    keep: { type: 'boolean', default: false }
+  }
+})
+const scale = Number(values.scale)
+const dataDir = join('data', `scale-${values.scale}`)
+const KAFKA_DATA = '.data/kafka'
+const mb = (bytes: number): string => (bytes / 2 ** 20).toFixed(0)
+const s = (ms: number): string => (ms / 1000).toFixed(1)
+
+// 1. Data: generated once per scale, then reused.
+if (!existsSync(join(dataDir, 'answers.json'))) {
+  console.log(`generating scale ${scale} files into ${dataDir}…`)
+  const started = Date.now()
+  await generateCoupons({ outDir: dataDir, scale, seed: 1 })
+  console.log(`generated in ${s(Date.now() - started)} s`)
+}
+const key = JSON.parse(await readFile(join(dataDir, 'answers.json'), 'utf8')) as AnswerKey
+const files = Object.keys(key.files)
+
+// 2. The floor: the three files decompressed and scanned in parallel processes.
+const floorStarted = Date.now()
+const floor = await Promise.all(files.map(async (file) => JSON.parse((await run(process.execPath, ['--import', 'tsx', 'bench/lib/scan-floor.ts', join(dataDir, file)], { maxBuffer: 1 << 20 })).stdout) as ScanFigures))
+const floorMs = Date.now() - floorStarted
+const totalCodes = floor.reduce((sum, f) => sum + f.codes, 0)
+const totalGz = floor.reduce((sum, f) => sum + f.compressed, 0)
+
+// 3. The pipeline, through the real processes.
+const name = `bench-e2e-${randomBytes(3).toString('hex')}`
+const token = randomBytes(24).toString('hex')
+const env: NodeJS.ProcessEnv = {
+  ...process.env,
+  PORT: values.port,
+  HOST: '127.0.0.1',
+  REDIS_PREFIX: `${name}:`,
+  KAFKA_TOPIC_PREFIX: `${name}.`,
+  KAFKA_PARTITIONS: values.partitions,
+  COUPON_DATA_DIR: dataDir,
+  ADMIN_TOKEN: token,
+  INGEST_CRON: 'off',
+  RATE_LIMIT_MAX: '0',
+  LOG_LEVEL: 'info'
+}
+const config = loadConfig(env)
+const base = `http://127.0.0.1:${values.port}`
+const auth = { authorization: `Bearer ${token}` }
+await mkdir('.data', { recursive: true })
+const roles = ['aggregator', 'api'].map((role) => {
+  const log = openSync(`.data/${name}-${role}.log`, 'w')
+  return startRole(role, [], env, ['ignore', log, log])
+})
+const peaks = roles.map((role) => trackPeakRss(role.child.pid!))
+const redis = new Redis(config.redisUrl)
+
+interface RunView { state: string, finishedAt: string | null, files: Array<{ file: string, state: string }>, result: { state: string, appliedAt: string | null, validCount: number | null, swapMs: number | null, error: string | null } | null }
+try {
+  await waitFor('the api', async () => ((await fetch(`${base}/health`)).ok ? true : undefined), 60_000)
+  const requested = Date.now()
+  const response = await fetch(`${base}/admin/ingest`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: '{}' })
+  if (response.status !== 202) throw new Error(`POST /admin/ingest answered ${response.status}: ${await response.text()}`)
+  const { runId } = await response.json() as { runId: string }
+  console.log(`run ${runId} requested; following it (logs: .data/${name}-*.log)`)
+
+  const fileDone = new Map<string, number>()
+  let ingestDone = 0
+  const outcome = await waitFor('the swap', async () => {
+    const view = await (await fetch(`${base}/admin/runs/${runId}`, { headers: auth })).json() as RunView
+    for (const f of view.files) if (f.state === 'completed' && !fileDone.has(f.file)) fileDone.set(f.file, Date.now() - requested)
+    if (ingestDone === 0 && view.files.every((f) => f.state === 'completed')) ingestDone = Date.now() - requested
+    const failed = view.files.find((f) => f.state === 'failed')
+    if (failed !== undefined) return { failed: failed.file, result: null }
+    return view.result === null ? undefined : { failed: null, result: view.result }
+  }, 6 * 3600_000, 1000)
+  if (outcome.failed !== null) throw new Error(`the ingest of ${outcome.failed} failed (see .data/${name}-api.log)`)
+  const result = outcome.result
+  const swapped = Date.now() - requested
+  if (result.state !== 'applied') throw new Error(`the run ended as ${result.state}: ${result.error}`)
+  const peakMb = peaks.map((peak) => peak.stop())
+
+  // The published set must be the answer key.
+  let wrong = 0
+  for (const code of key.valid) if ((await fetch(`${base}/coupons/${code}`)).status !== 200) wrong++
+  for (const code of key.decoys) if ((await fetch(`${base}/coupons/${code}`)).status !== 404) wrong++
+
+  const topicDirs = existsSync(KAFKA_DATA) ? (await readdir(KAFKA_DATA)).filter((dir) => dir.startsWith(name)) : []
+  const kafkaBytes = topicDirs.length === 0 ? NaN : Number((await run('du', ['-sb', ...topicDirs.map((dir) => join(KAFKA_DATA, dir))])).stdout.split('\n').filter(Boolean).reduce((sum, line) => sum + Number(line.split('\t')[0]), 0))
+
+  const lines = [
+    `scale ${scale}: ${files.length} files, ${mb(totalGz)} MiB gzipped, ${(totalCodes / 1e6).toFixed(1)}M codes, ${values.partitions} partitions; ${key.valid.length} valid codes`,
+    `machine: ${cpus().length} cores (${cpus()[0].model}), ${mb(totalmem())} MiB RAM, Node ${process.version}`,
+    '',
+    '| stage | wall time |',
+    '| --- | --- |',
+    ...files.map((file) => `| ingest ${file} done | ${s(fileDone.get(file) ?? NaN)} s |`),
+    `| all files in Kafka (ingest) | ${s(ingestDone)} s |`,
+    `| aggregate + swap (after ingest) | ${s(swapped - ingestDone)} s |`,
+    `| request → swap (total) | ${s(swapped)} s |`,
+    `| floor: gunzip + scan, 3 files in parallel, no Kafka | ${s(floorMs)} s |`,
+    '',
+    `throughput request → swap: ${(totalCodes / (swapped / 1000) / 1e6).toFixed(2)}M codes/s, ${(totalGz / 2 ** 20 / (swapped / 1000)).toFixed(1)} MiB/s gzipped (floor: ${(totalCodes / (floorMs / 1000) / 1e6).toFixed(2)}M codes/s); pipeline/floor = ${(swapped / floorMs).toFixed(1)}×`,
+    `swap itself: ${result.swapMs} ms; valid codes published: ${result.validCount}; answer-key mismatches: ${wrong}`,
+    `peak RSS: aggregator ${peakMb[0].toFixed(0)} MiB, api + worker sandboxes ${peakMb[1].toFixed(0)} MiB, floor scanners ${floor.map((f) => f.peakRssMb.toFixed(0)).join(' / ')} MiB`,
+    `Kafka disk for this run's topics after the swap: ${Number.isNaN(kafkaBytes) ? 'n/a (broker data not under .data/kafka)' : `${mb(kafkaBytes)} MiB`}`
+  ]
+  console.log(lines.join('\n'))
+  if (wrong > 0) process.exitCode = 1
+} finally {
+  await Promise.all(roles.map((role) => role.stop()))
+  if (!values.keep) {
+    await deleteTopics(testKafka(config), config.kafkaTopicPrefix)
+    await deleteRedisPrefix(redis, config.redisPrefix)
+  }
+  redis.disconnect()
+}

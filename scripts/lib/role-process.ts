@@ -1,0 +1,61 @@
+// Starts one role of the system (`coupons api`, `coupons aggregator`, …) as a child process, the way
+// a user or an orchestrator would, and stops it cleanly. Used by `npm start`, the end-to-end test
+// and bench:e2e, so that all three exercise the real processes.
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process'
+import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
+
+const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url))
+
+export interface RoleProcess {
+  role: string
+  child: ChildProcess
+  /** resolves with the exit code (or the signal's name) when the process has ended */
+  exited: Promise<number | string>
+  /** SIGTERM, then SIGKILL after `graceMs`; idempotent */
+  stop: (graceMs?: number) => Promise<number | string>
+  /** SIGKILL at once (crash tests) */
+  kill: () => Promise<number | string>
+}
+
+export function startRole (role: string, args: string[], env: NodeJS.ProcessEnv, stdio: StdioOptions = 'inherit'): RoleProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI, role, ...args], { env, stdio })
+  const exited = once(child, 'exit').then(([code, signal]) => (code ?? signal) as number | string)
+  let stopping: Promise<number | string> | undefined
+  return {
+    role,
+    child,
+    exited,
+    stop (graceMs = 15_000) {
+      stopping ??= (async () => {
+        if (child.exitCode !== null || child.signalCode !== null) return await exited
+        child.kill('SIGTERM')
+        const timer = setTimeout(() => child.kill('SIGKILL'), graceMs)
+        try { return await exited } finally { clearTimeout(timer) }
+      })()
+      return stopping
+    },
+    async kill () {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+      return await exited
+    }
+  }
+}
+
+/** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. */
+export async function waitFor<T> (what: string, check: () => Promise<T | undefined>, timeoutMs: number, intervalMs = 250): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  let lastError: unknown
+  for (;;) {
+    try {
+      const value = await check()
+      if (value !== undefined) return value
+    } catch (err) {
+      lastError = err
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError instanceof Error ? ` (last error: ${lastError.message})` : ''}`)
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs))
+  }
+}
