@@ -1,15 +1,7 @@
 import t from 'tap'
 import { packCode, unpackCode } from '../../src/shared/code-packing.js'
 import { MAX_FILES, PartitionState, type PackedCodes } from '../../src/aggregator/partition-state.js'
-
-const ALNUM = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz'
-
-function randomCode (): string {
-  const length = 8 + Math.floor(Math.random() * 3)
-  let code = ''
-  for (let i = 0; i < length; i++) code += ALNUM[Math.floor(Math.random() * ALNUM.length)]
-  return code
-}
+import { randomCode } from '../helpers/random-code.js'
 
 function add (state: PartitionState, code: string, file: number): void {
   const { hi, lo } = packCode(code)

@@ -1,8 +1,5 @@
 // IngestRuns against the real Redis and Kafka: the daily scheduler exists once however often the
 // process starts, goes away with INGEST_CRON=off, and its jobs start real runs.
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
 import { pino } from 'pino'
@@ -10,11 +7,11 @@ import t from 'tap'
 import { generateCoupons } from '../../src/gen/generate-coupons.js'
 import { bullPrefix, RUNS_QUEUE } from '../../src/queues/ingest-jobs.js'
 import { IngestRuns } from '../../src/queues/ingest-runs.js'
-import { createIngestWorker } from '../../src/queues/ingest-worker.js'
 import { topicNames } from '../../src/shared/kafka.js'
 import { redisKeys, RUN_RESULT } from '../../src/shared/redis-keys.js'
 import { deleteRedisPrefix, deleteTopics, testConfig, testKafka } from '../helpers/test-env.js'
 import { readSegments } from '../helpers/ingest-read.js'
+import { queueStack } from '../helpers/queues-env.js'
 
 const logger = pino({ level: 'silent' })
 
@@ -54,22 +51,9 @@ t.test('the daily scheduler is created once however many times the process start
 })
 
 t.test('a scheduled job starts a real run of every configured file', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'queues-sched-run-'))
   // Every second, so the test does not wait for 03:00; removed as soon as one run started.
-  const config = testConfig('schedrun', { COUPON_DATA_DIR: dir, INGEST_CRON: '* * * * * *' })
-  const kafka = testKafka(config)
-  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null })
+  const { dir, config, kafka, redis, runs } = await queueStack(t, 'schedrun', { INGEST_CRON: '* * * * * *' })
   await generateCoupons({ outDir: dir, scale: 0.001, seed: 9 })
-  const runs = new IngestRuns({ config, logger })
-  const worker = createIngestWorker({ config, logger })
-  t.teardown(async () => {
-    await worker.close()
-    await runs.close()
-    await deleteRedisPrefix(redis, config.redisPrefix)
-    redis.disconnect()
-    await deleteTopics(kafka, config.kafkaTopicPrefix)
-    await rm(dir, { recursive: true, force: true })
-  })
 
   await runs.init()
   const deadline = Date.now() + 60_000

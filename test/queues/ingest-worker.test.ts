@@ -1,41 +1,18 @@
 // Runs through BullMQ against the real Redis and Kafka: flows of file jobs processed in sandboxed
 // child processes, progress, retries that stop for bad input, and the per-file lock.
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Queue, QueueEvents } from 'bullmq'
 import { Redis } from 'ioredis'
-import { pino } from 'pino'
 import t, { type Test } from 'tap'
 import { generateCoupons } from '../../src/gen/generate-coupons.js'
 import { acquireFileLock } from '../../src/queues/file-lock.js'
 import { bullPrefix, FILES_QUEUE, fileLockKey } from '../../src/queues/ingest-jobs.js'
 import { IngestRuns, type RunView } from '../../src/queues/ingest-runs.js'
-import { createIngestWorker } from '../../src/queues/ingest-worker.js'
 import type { Config } from '../../src/shared/config.js'
 import { topicNames } from '../../src/shared/kafka.js'
-import { deleteRedisPrefix, deleteTopics, testConfig, testKafka } from '../helpers/test-env.js'
 import { readSegments } from '../helpers/ingest-read.js'
-
-const logger = pino({ level: 'silent' })
-
-async function setup (t: Test, label: string, env: NodeJS.ProcessEnv = {}) {
-  const dir = await mkdtemp(join(tmpdir(), `queues-${label}-`))
-  const config = testConfig(label, { COUPON_DATA_DIR: dir, ...env })
-  const kafka = testKafka(config)
-  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null })
-  const runs = new IngestRuns({ config, logger })
-  const worker = createIngestWorker({ config, logger })
-  t.teardown(async () => {
-    await worker.close()
-    await runs.close()
-    await deleteRedisPrefix(redis, config.redisPrefix)
-    redis.disconnect()
-    await deleteTopics(kafka, config.kafkaTopicPrefix)
-    await rm(dir, { recursive: true, force: true })
-  })
-  return { dir, config, kafka, redis, runs }
-}
+import { queueStack } from '../helpers/queues-env.js'
 
 async function waitForRun (runs: IngestRuns, runId: string, done: (run: RunView) => boolean, seen: RunView[] = []): Promise<RunView> {
   const deadline = Date.now() + 120_000
@@ -58,7 +35,7 @@ function queueEvents (t: Test, config: Config, redis: Redis): QueueEvents {
 }
 
 t.test('a run of three files completes when its three file jobs do, with progress while they run', async (t) => {
-  const { dir, config, kafka, redis, runs } = await setup(t, 'run3')
+  const { dir, config, kafka, redis, runs } = await queueStack(t, 'run3')
   await generateCoupons({ outDir: dir, scale: 0.01, seed: 3 })
   const events = queueEvents(t, config, redis)
   await events.waitUntilReady()
@@ -94,7 +71,7 @@ t.test('a run of three files completes when its three file jobs do, with progres
 })
 
 t.test('a truncated file fails its job once, fails the run and leaves no manifest', async (t) => {
-  const { dir, config, kafka, runs } = await setup(t, 'trunc', { INGEST_ATTEMPTS: '5' })
+  const { dir, config, kafka, runs } = await queueStack(t, 'trunc', { INGEST_ATTEMPTS: '5' })
   await generateCoupons({ outDir: dir, scale: 0.001, seed: 4 })
   const path = join(dir, 'couponbase3.gz')
   const whole = await readFile(path)
@@ -113,7 +90,7 @@ t.test('a truncated file fails its job once, fails the run and leaves no manifes
 })
 
 t.test('a job waits while another run holds its file, then produces it', async (t) => {
-  const { dir, config, redis, runs } = await setup(t, 'lock')
+  const { dir, config, redis, runs } = await queueStack(t, 'lock')
   await generateCoupons({ outDir: dir, scale: 0.001, seed: 5 })
   const lock = await acquireFileLock(redis, fileLockKey(config, 'couponbase1.gz'))
   const started = await runs.startRun(['couponbase1.gz'], 'admin')

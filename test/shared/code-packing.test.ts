@@ -1,14 +1,6 @@
 import t from 'tap'
 import { comparePacked, packCode, packHi, packLo, partitionOf, unpackCode, writeCode } from '../../src/shared/code-packing.js'
-
-const ALNUM = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz'
-
-function randomCode (): string {
-  const length = 8 + Math.floor(Math.random() * 3)
-  let code = ''
-  for (let i = 0; i < length; i++) code += ALNUM[Math.floor(Math.random() * ALNUM.length)]
-  return code
-}
+import { randomCode } from '../helpers/random-code.js'
 
 t.test('packing then unpacking gives back 100,000 random codes', async (t) => {
   let failures = 0
