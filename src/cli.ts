@@ -3,35 +3,39 @@
 // loads only its own modules, so `coupons gen` does not pull in Fastify.
 
 interface Command {
+  /** what follows the command's name */
+  args?: string
   summary: string
   run: (argv: string[]) => Promise<void>
 }
 
 const commands: Record<string, Command> = {
   gen: {
-    summary: 'gen --out DIR --scale S --seed N   write synthetic coupon files and answers.json',
+    args: '--out DIR --scale S --seed N',
+    summary: 'write synthetic coupon files and answers.json',
     run: async (argv) => { await (await import('./gen/gen-command.js')).genCommand(argv) }
   },
   ingest: {
-    summary: 'ingest <file…>   produce files to Kafka directly, without the queue (names from COUPON_FILES, or paths to them)',
+    args: '<file…>',
+    summary: 'produce files to Kafka directly, without the queue (names from COUPON_FILES, or paths to them)',
     run: async (argv) => { await (await import('./ingest/ingest-command.js')).ingestCommand(argv) }
   },
   worker: {
-    summary: 'worker   run the ingest workers alone (set INGEST_WORKER=false on the api)',
+    summary: 'run the ingest workers alone (set INGEST_WORKER=false on the api)',
     run: async (argv) => { await (await import('./queues/worker-command.js')).workerCommand(argv) }
   },
   aggregator: {
-    summary: 'aggregator   follow coupons.segments, decide the valid set and swap it into Redis',
+    summary: 'follow coupons.segments, decide the valid set and swap it into Redis',
     run: async (argv) => { await (await import('./aggregator/aggregator-command.js')).aggregatorCommand(argv) }
   },
   api: {
-    summary: 'api   serve the HTTP API (and the ingest worker unless INGEST_WORKER=false)',
+    summary: 'serve the HTTP API (and the ingest worker unless INGEST_WORKER=false)',
     run: async (argv) => { await (await import('./api/server.js')).apiCommand(argv) }
   }
 }
 
 function usage (): string {
-  return ['usage: coupons <command> [options]', '', ...Object.entries(commands).map(([name, c]) => `  ${name.padEnd(11)} ${c.summary}`)].join('\n')
+  return ['usage: coupons <command> [options]', '', ...Object.entries(commands).map(([name, c]) => `  ${`${name} ${c.args ?? ''}`.padEnd(40)} ${c.summary}`)].join('\n')
 }
 
 const [name, ...argv] = process.argv.slice(2)
