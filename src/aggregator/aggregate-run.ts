@@ -65,7 +65,6 @@ export async function aggregateRun (options: AggregateRunOptions): Promise<RunSt
   const codesRead = new Map(segments.map((manifest) => [manifest.file, 0]))
   let validCount = 0
   await swap.clearStaging(runId)
-  const stagingStarted = performance.now()
   for (let partition = 0; partition < config.kafkaPartitions; partition++) {
     signal?.throwIfAborted()
     state.reset(expectedCodes(partition))
@@ -101,7 +100,7 @@ export async function aggregateRun (options: AggregateRunOptions): Promise<RunSt
     runId,
     validCount,
     segments: used,
-    startedAt: stagingStarted,
+    stagingMs: ms.stage,
     afterExec: pause === undefined ? undefined : async () => { await pause('after-exec') }
   })
   ms.swap = performance.now() - at
@@ -121,7 +120,8 @@ export async function aggregateRun (options: AggregateRunOptions): Promise<RunSt
     stateBytes: state.bytes,
     ms
   }
-  log.info(stats, outcome.state === 'applied' ? 'aggregation applied' : 'aggregation superseded by a newer run')
+  const { runId: _runId, ...fields } = stats // the logger is already bound to the run id
+  log.info(fields, outcome.state === 'applied' ? 'aggregation applied' : 'aggregation superseded by a newer run')
   return stats
 }
 

@@ -31,8 +31,8 @@ export interface SwapOptions {
   runId: string
   validCount: number
   segments: SegmentUsed[]
-  /** when the publishing started (staging included), for `swapMs` */
-  startedAt: number
+  /** time already spent writing the staging set; `swapMs` = this + the atomic step */
+  stagingMs: number
   /** test hook, awaited right after EXEC (before the retired set is unlinked) */
   afterExec?: () => Promise<void>
 }
@@ -106,6 +106,7 @@ export class ValidSetSwap {
     const staging = this.keys.staging(runId)
     const retired = this.keys.retired(runId)
     const redis = this.#redis
+    const swapStarted = performance.now()
     for (let attempt = 1; attempt <= WATCH_ATTEMPTS; attempt++) {
       await redis.watch(meta, valid, staging)
       const [generation, liveExists, staged] = await Promise.all([
@@ -122,7 +123,7 @@ export class ValidSetSwap {
           `the staging set of run ${runId} holds ${staged} codes but ${validCount} were written; not swapping`, { retriable: true })
       }
       const appliedAt = new Date().toISOString()
-      const swapMs = Math.round(performance.now() - options.startedAt)
+      const swapMs = Math.round(options.stagingMs + performance.now() - swapStarted)
       const multi = redis.multi()
       if (liveExists === 1) multi.rename(valid, retired)
       if (validCount > 0) multi.rename(staging, valid)

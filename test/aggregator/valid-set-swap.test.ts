@@ -21,11 +21,11 @@ async function setup (t: Test): Promise<{ redis: Redis, swap: ValidSetSwap }> {
   return { redis, swap: new ValidSetSwap(redis, config.redisPrefix, pino({ level: 'silent' })) }
 }
 
-async function publish (swap: ValidSetSwap, runId: string, codes: string[]): ReturnType<ValidSetSwap['swap']> {
-  const startedAt = performance.now()
+async function publish (swap: ValidSetSwap, runId: string, codes: string[], stagingMs?: number): ReturnType<ValidSetSwap['swap']> {
+  const stagingStarted = performance.now()
   await swap.clearStaging(runId)
   await swap.stage(runId, packed(codes))
-  return await swap.swap({ runId, validCount: codes.length, segments: [{ file: 'a', segmentId: 's', runId }], startedAt })
+  return await swap.swap({ runId, validCount: codes.length, segments: [{ file: 'a', segmentId: 's', runId }], stagingMs: stagingMs ?? performance.now() - stagingStarted })
 }
 
 t.test('a swap publishes the staged set, the meta hash, the run result and a message', async (t) => {
@@ -97,7 +97,7 @@ t.test('an incomplete staging set is never swapped in', async (t) => {
   await publish(swap, newRunId(new Date(Date.now() - 1000)), ['OLDCODE1'])
   const runId = newRunId()
   await swap.stage(runId, packed(['NEWCODE1']))
-  await t.rejects(swap.swap({ runId, validCount: 2, segments: [], startedAt: 0 }), { code: 'AGGREGATOR_STAGING_INCOMPLETE' })
+  await t.rejects(swap.swap({ runId, validCount: 2, segments: [], stagingMs: 0 }), { code: 'AGGREGATOR_STAGING_INCOMPLETE' })
   t.same(await redis.smembers(swap.keys.valid), ['OLDCODE1'])
 })
 
@@ -119,4 +119,12 @@ t.test('run results are recorded with an expiry', async (t) => {
   t.equal(await swap.hasResult('R1'), true)
   t.same(await redis.hgetall(swap.keys.runResult('R1')), { state: 'failed', error: 'AGGREGATOR_COUNT_MISMATCH: boom' })
   t.ok(await redis.ttl(swap.keys.runResult('R1')) > 0)
+})
+
+t.test('swapMs is the staging time plus the atomic step, not the whole aggregation', async (t) => {
+  const { redis, swap } = await setup(t)
+  const outcome = await publish(swap, '20260101T000000000Z-aaaaaaaa', ['OVER9000'], 1234)
+  t.equal(outcome.state, 'applied')
+  const swapMs = Number(await redis.hget(swap.keys.meta, META.swapMs))
+  t.ok(swapMs >= 1234, `swapMs ${swapMs} includes the 1234 ms of staging it was given`)
 })
