@@ -11,7 +11,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { randomBytes } from 'node:crypto'
-import { generateCoupons, type AnswerKey } from '../src/gen/generate-coupons.js'
+import type { AnswerKey } from '../src/gen/generate-coupons.js'
 import { produceFile } from '../src/ingest/produce-file.js'
 import { loadConfig, type Config } from '../src/shared/config.js'
 import { createKafka, ensureTopics, topicNames } from '../src/shared/kafka.js'
@@ -20,6 +20,7 @@ import { createRedis } from '../src/shared/redis.js'
 import { newRunId, type SegmentManifest } from '../src/shared/segments.js'
 import { aggregateRun } from '../src/aggregator/aggregate-run.js'
 import { ValidSetSwap } from '../src/aggregator/valid-set-swap.js'
+import { benchData, benchDataDir } from './lib/bench-data.js'
 
 const { values } = parseArgs({
   options: {
@@ -31,7 +32,7 @@ const { values } = parseArgs({
 })
 const scale = Number(values.scale)
 const partitions = Number(values.partitions)
-const dataDir = scale === 1 && existsSync('data/scale-1/answers.json') ? 'data/scale-1' : `data/bench-${values.scale}`
+const dataDir = benchDataDir(scale)
 const manifestsPath = join(dataDir, `manifests-p${partitions}.json`)
 const config: Config = loadConfig({
   ...process.env,
@@ -68,10 +69,7 @@ async function reusableManifests (): Promise<SegmentManifest[] | null> {
 }
 
 async function prepare (): Promise<void> {
-  if (!existsSync(join(dataDir, 'answers.json'))) {
-    console.log(`generating --scale ${scale} files under ${dataDir} ...`)
-    await generateCoupons({ outDir: dataDir, scale, seed: Number(values.seed) })
-  }
+  await benchData(scale, Number(values.seed))
   if (await reusableManifests() !== null) {
     console.log(`reusing the produced segments of ${dataDir} (${manifestsPath})`)
     return

@@ -1,20 +1,20 @@
 // `npm run bench:e2e -- --scale S [--partitions P] [--keep]`: the whole pipeline through the real
 // processes (api with its embedded worker, aggregator), from POST /admin/ingest to the swap, on
-// files of S times the real size (generated once under data/scale-S), and in the same run the floor:
-// decompressing and scanning the three files in parallel without Kafka. Prints figures; asserts
-// nothing about time, but checks the published set against the answer key.
+// files of S times the real size (generated once, see bench/lib/bench-data.ts), and in the same
+// run the floor: decompressing and scanning the three files in parallel without Kafka. Prints
+// figures; asserts nothing about time, but checks the published set against the answer key.
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, openSync } from 'node:fs'
-import { mkdir, readFile, readdir } from 'node:fs/promises'
+import { mkdir, readdir } from 'node:fs/promises'
 import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs, promisify } from 'node:util'
 import { Redis } from 'ioredis'
 import { startRole, waitFor } from '../scripts/lib/role-process.js'
-import { generateCoupons, type AnswerKey } from '../src/gen/generate-coupons.js'
 import { loadConfig } from '../src/shared/config.js'
 import { deleteRedisPrefix, deleteTopics, testKafka } from '../test/helpers/test-env.js'
+import { benchData } from './lib/bench-data.js'
 import { trackPeakRss } from './lib/process-tree.js'
 import type { ScanFigures } from './lib/scan-floor.js'
 
@@ -28,19 +28,12 @@ const { values } = parseArgs({
   }
 })
 const scale = Number(values.scale)
-const dataDir = join('data', `scale-${values.scale}`)
 const KAFKA_DATA = '.data/kafka'
 const mb = (bytes: number): string => (bytes / 2 ** 20).toFixed(0)
 const s = (ms: number): string => (ms / 1000).toFixed(1)
 
 // 1. Data: generated once per scale, then reused.
-if (!existsSync(join(dataDir, 'answers.json'))) {
-  console.log(`generating scale ${scale} files into ${dataDir}…`)
-  const started = Date.now()
-  await generateCoupons({ outDir: dataDir, scale, seed: 1 })
-  console.log(`generated in ${s(Date.now() - started)} s`)
-}
-const key = JSON.parse(await readFile(join(dataDir, 'answers.json'), 'utf8')) as AnswerKey
+const { dir: dataDir, key } = await benchData(scale)
 const files = Object.keys(key.files)
 
 // 2. The floor: the three files decompressed and scanned in parallel processes.
@@ -108,7 +101,8 @@ try {
   for (const code of key.decoys) if ((await fetch(`${base}/coupons/${code}`)).status !== 404) wrong++
 
   const topicDirs = existsSync(KAFKA_DATA) ? (await readdir(KAFKA_DATA)).filter((dir) => dir.startsWith(name)) : []
-  const kafkaBytes = topicDirs.length === 0 ? NaN : Number((await run('du', ['-sb', ...topicDirs.map((dir) => join(KAFKA_DATA, dir))])).stdout.split('\n').filter(Boolean).reduce((sum, line) => sum + Number(line.split('\t')[0]), 0))
+  // Blocks really used, not apparent sizes: Kafka preallocates its index files sparsely.
+  const kafkaBytes = topicDirs.length === 0 ? NaN : Number((await run('du', ['-s', '--block-size=1', ...topicDirs.map((dir) => join(KAFKA_DATA, dir))])).stdout.split('\n').filter(Boolean).reduce((sum, line) => sum + Number(line.split('\t')[0]), 0))
 
   const lines = [
     `scale ${scale}: ${files.length} files, ${mb(totalGz)} MiB gzipped, ${(totalCodes / 1e6).toFixed(1)}M codes, ${values.partitions} partitions; ${key.valid.length} valid codes`,

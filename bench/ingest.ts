@@ -1,16 +1,15 @@
 // `npm run bench:ingest -- --scale 0.1 [--file couponbase2.gz] [--partitions 8]`: produces ONE
 // generated file to a fresh topic prefix and prints its speed, then in the same run on the same
 // file the floor: gunzip + CodeScanner only, no Kafka. Data is generated once under
-// data/bench-<scale>/ and reused; the topics are deleted at the end.
-import { existsSync } from 'node:fs'
+// data/bench-<scale>/ (data/scale-1/ for --scale 1) and reused; the topics are deleted at the end.
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { generateCoupons } from '../src/gen/generate-coupons.js'
 import { produceFile } from '../src/ingest/produce-file.js'
 import { loadConfig } from '../src/shared/config.js'
 import { createKafka } from '../src/shared/kafka.js'
 import { createLogger } from '../src/shared/logger.js'
 import { newRunId } from '../src/shared/segments.js'
+import { benchData } from './lib/bench-data.js'
 import { scanFloor } from './lib/scan-floor.js'
 
 const { values } = parseArgs({
@@ -22,14 +21,9 @@ const { values } = parseArgs({
   }
 })
 const scale = Number(values.scale)
-const dir = join('data', scale === 1 ? 'scale-1' : `bench-${values.scale}`)
+const { dir } = await benchData(scale, Number(values.seed))
 const file = values.file
 const path = join(dir, file)
-
-if (!existsSync(path)) {
-  console.log(`generating scale ${scale} into ${dir} ...`)
-  await generateCoupons({ outDir: dir, scale, seed: Number(values.seed) })
-}
 
 const prefix = `bench-ingest-${Date.now()}.`
 const config = loadConfig({ ...process.env, COUPON_DATA_DIR: dir, KAFKA_TOPIC_PREFIX: prefix, KAFKA_PARTITIONS: values.partitions, LOG_LEVEL: 'error' })
