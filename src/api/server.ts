@@ -22,7 +22,7 @@ export interface StartApiOptions {
 export async function startApi ({ config, logger = createLogger(config.logLevel, 'api') }: StartApiOptions): Promise<ApiServer> {
   const app = buildApp({ config, logger })
   await app.ready()
-  const worker = config.ingestWorker ? createIngestWorker({ config, logger: logger.child({ component: 'ingest-worker' }) }) : null
+  const worker = config.ingestWorker ? createIngestWorker({ config, logger }) : null
   if (worker === null) logger.info('INGEST_WORKER=false: ingest jobs run in a separate worker process')
 
   let closing: Promise<void> | undefined

@@ -2,9 +2,10 @@
 // prefer cron). Publishes one RunRecord (source 'cli') for the files, then produces them in
 // parallel (gunzip runs on libuv's thread pool), with a progress bar per file on a TTY. Ctrl-C
 // aborts: records already sent stay without a manifest, so nothing is published.
+import { constants } from 'node:os'
 import { basename, resolve } from 'node:path'
 import closeWithGrace from 'close-with-grace'
-import { loadConfig, type Config } from '../shared/config.js'
+import { checkRunFiles, loadConfig, type Config } from '../shared/config.js'
 import { CouponsError } from '../shared/errors.js'
 import { createKafka } from '../shared/kafka.js'
 import { createLogger } from '../shared/logger.js'
@@ -20,11 +21,16 @@ export function resolveIngestArgs (config: Pick<Config, 'couponFiles'>, args: st
   if (args.length === 0) throw new CouponsError('INGEST_NO_FILES', `usage: coupons ingest <file…> (configured files: ${config.couponFiles.join(', ')})`)
   const targets = args.map((arg) => {
     const file = basename(arg)
-    if (!config.couponFiles.includes(file)) throw new CouponsError('INGEST_UNKNOWN_FILE', `${arg}: ${file} is not in COUPON_FILES (${config.couponFiles.join(', ')})`)
     return arg === file ? { file } : { file, path: resolve(arg) }
   })
-  if (new Set(targets.map((t) => t.file)).size !== targets.length) throw new CouponsError('INGEST_DUPLICATE_FILE', 'a file is listed twice')
+  checkRunFiles(config, targets.map((t) => t.file))
   return targets
+}
+
+/** The conventional exit status of a process ended by a signal: 128 + its number (130 for SIGINT). */
+function signalExitCode (signal: string): number {
+  const number = (constants.signals as Record<string, number | undefined>)[signal]
+  return number === undefined ? 1 : 128 + number
 }
 
 export async function ingestCommand (argv: string[]): Promise<void> {
@@ -33,13 +39,18 @@ export async function ingestCommand (argv: string[]): Promise<void> {
   const logger = createLogger(config.logLevel, 'ingest')
   const kafka = createKafka(config, logger, 'coupons-ingest-cli')
   const abort = new AbortController()
+  let work: Promise<void> = Promise.resolve()
+  // close-with-grace exits 0 once this handler returns: wait for the productions to abort, settle
+  // their sends and disconnect, then exit with the signal's status (1 after a crash).
   const grace = closeWithGrace({ delay: 10_000, logger }, async ({ err, signal }) => {
     if (err !== undefined) logger.error({ err }, 'ingest crashed')
     else if (signal !== undefined) logger.warn({ signal }, 'ingest interrupted: nothing of the unfinished files is published')
     abort.abort()
+    await work.catch(() => {})
+    process.exit(signal === undefined ? 1 : signalExitCode(signal))
   })
-  const bars = progressBars('MB')
-  try {
+  work = (async () => {
+    const bars = progressBars('MB')
     const runId = newRunId()
     await publishRunRecord(kafka, config, { type: 'run', runId, files: targets.map((t) => t.file), requestedAt: new Date().toISOString(), source: 'cli' })
     logger.info({ runId, files: targets.map((t) => t.file) }, 'run published')
@@ -54,16 +65,21 @@ export async function ingestCommand (argv: string[]): Promise<void> {
       onProgress: (p) => { bars.update(file, Math.round(p.bytesRead / MB), Math.max(1, Math.round(p.bytesTotal / MB))) }
     })))
     bars.stop()
-    const failed = results.flatMap((result) => result.status === 'rejected' ? [result.reason as Error] : [])
+    const failed: Error[] = []
     for (const result of results) {
-      if (result.status === 'fulfilled') {
+      if (result.status === 'rejected') {
+        failed.push(result.reason as Error)
+      } else {
         const { file, segmentId, codes, lines } = result.value
         logger.info({ runId, file, segmentId, codes, lines }, 'file ingested')
       }
     }
-    if (failed.length > 0) throw new Error(failed.map((err) => `${(err as CouponsError).code ?? 'ERROR'}: ${err.message}`).join('; '))
+    if (failed.length === 1) throw failed[0]
+    if (failed.length > 1) throw new AggregateError(failed, failed.map((err) => `${(err as CouponsError).code ?? 'ERROR'}: ${err.message}`).join('; '))
+  })()
+  try {
+    await work
   } finally {
-    bars.stop()
     grace.uninstall()
   }
 }

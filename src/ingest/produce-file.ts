@@ -5,7 +5,7 @@
 import { join } from 'node:path'
 import { Partitioners, type Kafka, type Producer, type RecordMetadata } from 'kafkajs'
 import { CodeScanner } from '../shared/code-rule.js'
-import type { Config } from '../shared/config.js'
+import { isFileName, type Config } from '../shared/config.js'
 import { CouponsError, isCouponsError } from '../shared/errors.js'
 import { ensureTopics, topicNames } from '../shared/kafka.js'
 import type { Logger } from '../shared/logger.js'
@@ -43,7 +43,6 @@ const SEND_BYTES = 512 * 1024
  */
 const MAX_REQUESTS_IN_FLIGHT = 1
 const PROGRESS_INTERVAL_MS = 250
-const FILE_NAME = /^[A-Za-z0-9._-]+$/
 
 /** A fresh segment id: time-sortable like run ids, random against collisions. */
 export function newSegmentId (): string {
@@ -53,7 +52,7 @@ export function newSegmentId (): string {
 /** Streams one gz file into its topic; writes and returns the manifest only after every record is acked. */
 export async function produceFile (options: ProduceFileOptions): Promise<SegmentManifest> {
   const { config, kafka, logger, file, runId, onProgress, signal } = options
-  if (!FILE_NAME.test(file) || file === '.' || file === '..') {
+  if (!isFileName(file)) {
     throw new CouponsError('INGEST_BAD_FILE_NAME', `${JSON.stringify(file)} is not a file name (names only, never paths)`)
   }
   const path = options.path ?? join(config.couponDataDir, file)

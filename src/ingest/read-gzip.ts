@@ -39,8 +39,6 @@ export async function readGzip (options: ReadGzipOptions): Promise<ReadGzipResul
   const bytesTotal = await fileSize(file, path)
   onOpen?.(bytesTotal)
   const hash = createHash('sha256')
-  // An empty file holds no codes: a valid, empty segment (zlib would call it truncated).
-  if (bytesTotal === 0) return { bytesTotal, sha256: hash.digest('hex') }
   const guard = new LineGuard(file)
   let bytesRead = 0
   let firstBytes: Buffer | null = null
@@ -71,11 +69,16 @@ export async function readGzip (options: ReadGzipOptions): Promise<ReadGzipResul
   return { bytesTotal, sha256: hash.digest('hex') }
 }
 
-/** The file's size; fails like readGzip when the file is missing or not a regular file. */
+/**
+ * The file's size; fails like readGzip when the file is missing, not a regular file or empty. A
+ * 0-byte file is not a gzip stream (an empty gzip is 20 bytes): it is a copy still in progress or a
+ * failed download, never an empty segment.
+ */
 export async function fileSize (file: string, path: string): Promise<number> {
   try {
     const stats = await stat(path)
     if (!stats.isFile()) throw new CouponsError('INGEST_FILE_UNREADABLE', `${file}: ${path} is not a regular file`)
+    if (stats.size === 0) throw new CouponsError('INGEST_TRUNCATED_GZIP', `${file}: 0 bytes, not even a gzip header (a copy still in progress?)`)
     return stats.size
   } catch (err) {
     if (isCouponsError(err)) throw err
@@ -112,7 +115,8 @@ function readError (file: string, path: string, err: unknown, firstBytes: Buffer
 /**
  * Fails on a line longer than MAX_LINE_BYTES, so that a file of one enormous line is rejected
  * instead of being scanned for nothing. Only the two LFs at the ends of a chunk are looked at: a
- * line inside one chunk is shorter than the chunk, which is never longer than MAX_LINE_BYTES.
+ * line inside one chunk is shorter than the chunk, which is never longer than MAX_LINE_BYTES
+ * (CHUNK_BYTES).
  */
 class LineGuard {
   #file: string
@@ -129,18 +133,7 @@ class LineGuard {
       return
     }
     if (this.#open + first > MAX_LINE_BYTES) this.#fail()
-    if (chunk.length > MAX_LINE_BYTES) this.#checkInside(chunk, first)
     this.#open = chunk.length - 1 - chunk.lastIndexOf(LF)
-  }
-
-  #checkInside (chunk: Buffer, from: number): void {
-    let at = from
-    for (;;) {
-      const next = chunk.indexOf(LF, at + 1)
-      if (next === -1) return
-      if (next - at - 1 > MAX_LINE_BYTES) this.#fail()
-      at = next
-    }
   }
 
   #fail (): never {

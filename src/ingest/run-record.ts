@@ -5,15 +5,13 @@ import { Partitioners, type Kafka } from 'kafkajs'
 import type { Config } from '../shared/config.js'
 import { CouponsError, isCouponsError } from '../shared/errors.js'
 import { ensureTopics, topicNames } from '../shared/kafka.js'
-import { encodeSegmentsRecord, type SegmentsRecord, type RunRecord } from '../shared/segments.js'
+import { encodeSegmentsRecord, type SegmentsRecord } from '../shared/segments.js'
 
-/** Ensures topicNames(config).segments exists (1 partition) and appends the run record to it. */
-export async function publishRunRecord (kafka: Kafka, config: Config, run: RunRecord): Promise<void> {
-  await appendSegmentsRecord(kafka, config, run)
-}
-
-/** Appends one record to the segments topic with its own short-lived idempotent producer. */
-export async function appendSegmentsRecord (kafka: Kafka, config: Config, record: SegmentsRecord): Promise<void> {
+/**
+ * Ensures topicNames(config).segments exists (1 partition) and appends one record to it (a run
+ * record; tests also append hand-made manifests) with its own short-lived idempotent producer.
+ */
+export async function publishRunRecord (kafka: Kafka, config: Config, record: SegmentsRecord): Promise<void> {
   const topic = topicNames(config).segments
   const admin = kafka.admin()
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner })
@@ -29,3 +27,6 @@ export async function appendSegmentsRecord (kafka: Kafka, config: Config, record
     await Promise.allSettled([producer.disconnect(), admin.disconnect()])
   }
 }
+
+/** The former name, still used by test/aggregator (owned by the aggregator's engineer). */
+export const appendSegmentsRecord = publishRunRecord

@@ -2,7 +2,9 @@
 // for the same file is still active waits for it instead of producing the file twice at once.
 // (Each attempt has its own segment anyway, so even without the lock two productions could never
 // mix into one segment; the lock saves the duplicate work and keeps the order of runs.)
-// The lock expires unless renewed, so a crashed holder frees it within LOCK_TTL_MS.
+// The lock expires unless renewed, so a crashed holder frees it within LOCK_TTL_MS; a holder that
+// finds at a renewal that the lock is no longer its own sees its `signal` abort, so it stops and
+// never publishes a manifest it no longer has the right to.
 import { randomBytes } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import { CouponsError } from '../shared/errors.js'
@@ -15,8 +17,8 @@ const RELEASE = 'if redis.call(\'get\', KEYS[1]) == ARGV[1] then return redis.ca
 const RENEW = 'if redis.call(\'get\', KEYS[1]) == ARGV[1] then return redis.call(\'pexpire\', KEYS[1], ARGV[2]) else return 0 end'
 
 export interface FileLock {
-  /** whether the lock was still ours at the last renewal */
-  readonly held: boolean
+  /** aborts (reason: an INGEST_LOCK_LOST CouponsError) when a renewal finds the lock taken by another holder */
+  readonly signal: AbortSignal
   release: () => Promise<void>
 }
 
@@ -29,13 +31,17 @@ export async function acquireFileLock (redis: Redis, key: string, options: { sig
     if (!waited) { waited = true; options.onWait?.() }
     await new Promise((resolve) => setTimeout(resolve, POLL_MS))
   }
-  let held = true
+  const lost = new AbortController()
   const timer = setInterval(() => {
-    redis.eval(RENEW, 1, key, token, LOCK_TTL_MS).then((renewed) => { if (renewed === 0) held = false }, () => {})
+    redis.eval(RENEW, 1, key, token, LOCK_TTL_MS).then((renewed) => {
+      if (renewed !== 0) return
+      clearInterval(timer)
+      lost.abort(new CouponsError('INGEST_LOCK_LOST', `lost ${key} to another holder (expired while Redis was unreachable?)`, { retriable: true }))
+    }, () => {})
   }, RENEW_EVERY_MS)
   timer.unref()
   return {
-    get held () { return held },
+    signal: lost.signal,
     async release () {
       clearInterval(timer)
       await redis.eval(RELEASE, 1, key, token).catch(() => {})

@@ -2,7 +2,7 @@
 // decompressing and scanning a 700 MB file never blocks the event loop of the process that hosts
 // the worker (often the API). One child handles one job at a time and is reused for the next.
 import type { SandboxedJob } from 'bullmq'
-import { UnrecoverableError } from 'bullmq'
+import { UnrecoverableError, WaitingError } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { Kafka } from 'kafkajs'
 import { produceFile, newSegmentId } from '../ingest/produce-file.js'
@@ -28,7 +28,7 @@ function getSandbox (): Sandbox {
   return sandbox
 }
 
-export default async function processFileJob (job: SandboxedJob<FileJobData, FileJobResult>, _token?: string, signal?: AbortSignal): Promise<FileJobResult> {
+export default async function processFileJob (job: SandboxedJob<FileJobData, FileJobResult>, token?: string, signal?: AbortSignal): Promise<FileJobResult> {
   const { config, logger, kafka, redis } = getSandbox()
   const { runId, file } = job.data
   const segmentId = newSegmentId()
@@ -51,7 +51,8 @@ export default async function processFileJob (job: SandboxedJob<FileJobData, Fil
         file,
         runId,
         segmentId,
-        signal,
+        // A producer that lost its lock stops before the manifest, like one whose worker closes.
+        signal: signal === undefined ? lock.signal : AbortSignal.any([signal, lock.signal]),
         onProgress: (progress) => { job.updateProgress(progress).catch(() => {}) }
       })
       const { partitions: _partitions, type: _type, ...result } = manifest
@@ -60,6 +61,12 @@ export default async function processFileJob (job: SandboxedJob<FileJobData, Fil
       await lock.release()
     }
   } catch (err) {
+    // The worker is closing and cancelled this job: give it back to the queue without spending an
+    // attempt (nothing was published; the next attempt is a fresh segment).
+    if (signal?.aborted === true) {
+      await job.moveToWait(token)
+      throw new WaitingError()
+    }
     // Logged by produceFile and by the worker's 'failed' listener; here it only gets its BullMQ meaning.
     if (isCouponsError(err) && !err.retriable) throw new UnrecoverableError(`${err.code}: ${err.message}`)
     if (isCouponsError(err)) throw new Error(`${err.code}: ${err.message}`)

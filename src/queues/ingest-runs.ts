@@ -6,15 +6,14 @@ import type { Redis } from 'ioredis'
 import type { Kafka } from 'kafkajs'
 import { publishRunRecord } from '../ingest/run-record.js'
 import type { IngestProgress } from '../ingest/produce-file.js'
-import type { Config } from '../shared/config.js'
-import { CouponsError } from '../shared/errors.js'
+import { checkRunFiles, type Config } from '../shared/config.js'
 import { createKafka } from '../shared/kafka.js'
 import type { Logger } from '../shared/logger.js'
 import { createRedis } from '../shared/redis.js'
 import { redisKeys, RUN_RESULT } from '../shared/redis-keys.js'
 import { newRunId } from '../shared/segments.js'
 import {
-  bullPrefix, DAILY_SCHEDULER_ID, FILE_JOB, FILES_QUEUE, fileJobId, fileJobOptions, RUN_JOB, RUNS_QUEUE,
+  bullPrefix, DAILY_SCHEDULER_ID, FILE_JOB, FILES_QUEUE, fileJobId, fileJobOptions, RETRY_DELAY_MS, RUN_JOB, RUNS_QUEUE,
   runJobOptions, START_RUN_JOB, type FileJobData, type FileJobResult, type RunJobData, type RunSource, type StartRunJobData
 } from './ingest-jobs.js'
 
@@ -30,10 +29,7 @@ export interface RunStarter { config: Config, kafka: Kafka, flows: FlowProducer 
 
 /** Publishes the run record, then adds the run's flow. Shared by IngestRuns and the scheduler's jobs. */
 export async function startRun ({ config, kafka, flows }: RunStarter, files: string[], source: RunSource): Promise<StartedRun> {
-  if (files.length === 0) throw new CouponsError('INGEST_NO_FILES', 'a run needs at least one file')
-  const unknown = files.filter((file) => !config.couponFiles.includes(file))
-  if (unknown.length > 0) throw new CouponsError('INGEST_UNKNOWN_FILE', `not configured in COUPON_FILES: ${unknown.join(', ')}`)
-  if (new Set(files).size !== files.length) throw new CouponsError('INGEST_DUPLICATE_FILE', 'a run lists a file twice')
+  checkRunFiles(config, files)
   const runId = newRunId()
   const requestedAt = new Date().toISOString()
   await publishRunRecord(kafka, config, { type: 'run', runId, files, requestedAt, source })
@@ -92,7 +88,8 @@ export class IngestRuns {
     await this.#runs.upsertJobScheduler(DAILY_SCHEDULER_ID, { pattern: ingestCron, tz: ingestTz }, {
       name: START_RUN_JOB,
       data: { source: 'schedule' } satisfies StartRunJobData,
-      opts: { removeOnComplete: true, removeOnFail: { count: 100 } }
+      // A Kafka or Redis blip at start time must not skip the day.
+      opts: { attempts: this.#config.ingestAttempts, backoff: { type: 'exponential', delay: RETRY_DELAY_MS }, removeOnComplete: true, removeOnFail: { count: 100 } }
     })
     this.#logger.info({ pattern: ingestCron, tz: ingestTz }, 'daily ingest scheduled')
   }
@@ -119,7 +116,7 @@ export class IngestRuns {
 
   /** File jobs by state. */
   async counts (): Promise<Record<string, number>> {
-    return this.#files.getJobCounts('active', 'waiting', 'waiting-children', 'prioritized', 'delayed', 'completed', 'failed')
+    return this.#files.getJobCounts('active', 'waiting', 'prioritized', 'delayed', 'completed', 'failed')
   }
 
   async schedule (): Promise<ScheduleView> {

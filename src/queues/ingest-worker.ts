@@ -21,6 +21,8 @@ import { startRun } from './ingest-runs.js'
  */
 export const PROCESSOR_URL = new URL(`./ingest-processor${extname(fileURLToPath(import.meta.url))}`, import.meta.url)
 
+const CANCEL_EVERY_MS = 200
+
 /** A BullMQ worker whose processor runs sandboxed (file work never blocks the caller's event loop). */
 export function createIngestWorker (options: { config: Config, logger: Logger }): { close (): Promise<void> } {
   const { config } = options
@@ -70,8 +72,15 @@ export function createIngestWorker (options: { config: Config, logger: Logger })
   return {
     close () {
       closing ??= (async () => {
-        // Stop taking jobs and let the active ones finish, then close the clients.
-        await Promise.allSettled([files.close(), runs.close()])
+        // Stop taking jobs. close() alone would wait for the active file jobs (minutes), so cancel
+        // them: each sandboxed child aborts its production (no manifest), puts its job back in the
+        // queue, and close() then SIGTERMs the idle children. Cancelling again until close() is done
+        // catches a job that a fetch already in flight hands over after the first cancel.
+        const filesClosed = files.close()
+        const cancel = (): void => { files.cancelAllJobs('the ingest worker is closing') }
+        cancel()
+        const recancel = setInterval(cancel, CANCEL_EVERY_MS)
+        await Promise.allSettled([filesClosed.finally(() => { clearInterval(recancel) }), runs.close()])
         await flows.close().catch(() => {})
         connection.disconnect()
       })()

@@ -1,6 +1,6 @@
 // `coupons worker`: the ingest workers alone, for deployments that run them apart from the API
-// (INGEST_WORKER=false there). Closing waits for the active file jobs, up to the grace delay; a job
-// cut short stalls and is retried by BullMQ with a fresh segment.
+// (INGEST_WORKER=false there). Closing cancels the active file jobs, which go back to the queue
+// unpublished and are produced again later as fresh segments.
 import closeWithGrace from 'close-with-grace'
 import { loadConfig } from '../shared/config.js'
 import { createLogger } from '../shared/logger.js'

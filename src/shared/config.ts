@@ -4,7 +4,13 @@ import envSchema from 'env-schema'
 import { Type, type Static } from 'typebox'
 import { CouponsError } from './errors.js'
 
-const FileName = '^[A-Za-z0-9._-]+$'
+const FILE_NAME = '[A-Za-z0-9._-]+'
+const FILE_NAME_RE = new RegExp(`^${FILE_NAME}$`)
+
+/** A plain file name (what COUPON_FILES holds and what names a topic), never a path. */
+export function isFileName (name: string): boolean {
+  return FILE_NAME_RE.test(name) && name !== '.' && name !== '..'
+}
 
 export const EnvSchema = Type.Object({
   PORT: Type.Integer({ default: 3000, minimum: 0, maximum: 65535, description: 'HTTP port of the api' }),
@@ -15,7 +21,7 @@ export const EnvSchema = Type.Object({
   KAFKA_PARTITIONS: Type.Integer({ default: 8, minimum: 1, maximum: 1024, description: 'Partitions of each data topic; a code goes to hash(code) mod this' }),
   KAFKA_TOPIC_PREFIX: Type.String({ default: '', pattern: '^[A-Za-z0-9._-]*$', description: 'Prefix of every topic name (empty: topics are named exactly after the files)' }),
   COUPON_DATA_DIR: Type.String({ default: './data', minLength: 1, description: 'Folder holding the coupon files' }),
-  COUPON_FILES: Type.String({ default: 'couponbase1.gz,couponbase2.gz,couponbase3.gz', pattern: `^${FileName.slice(1, -1)}(,${FileName.slice(1, -1)})*$`, description: 'Comma-separated file names (names, never paths) that define the valid set' }),
+  COUPON_FILES: Type.String({ default: 'couponbase1.gz,couponbase2.gz,couponbase3.gz', pattern: `^${FILE_NAME}(,${FILE_NAME})*$`, description: 'Comma-separated file names (names, never paths) that define the valid set' }),
   MIN_FILES: Type.Integer({ default: 2, minimum: 1, description: 'Distinct files a code must appear in to be valid' }),
   ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16, description: 'Bearer token of the /admin routes; when unset every admin request is refused' })),
   INGEST_CRON: Type.String({ default: '0 3 * * *', minLength: 1, description: 'Cron pattern of the daily ingest run, or "off"' }),
@@ -23,7 +29,7 @@ export const EnvSchema = Type.Object({
   INGEST_WORKER: Type.Boolean({ default: true, description: 'Run the ingest worker inside the api process (false when workers run separately)' }),
   INGEST_CONCURRENCY: Type.Integer({ default: 3, minimum: 1, maximum: 32, description: 'Files one worker ingests at the same time' }),
   INGEST_ATTEMPTS: Type.Integer({ default: 3, minimum: 1, maximum: 20, description: 'Attempts of an ingest job for retriable errors (Kafka or Redis outages)' }),
-  RATE_LIMIT_MAX: Type.Integer({ default: 600, minimum: 0, description: 'Requests per client and window on GET /coupons/:code (0 disables)' }),
+  RATE_LIMIT_MAX: Type.Integer({ default: 120_000, minimum: 0, description: 'Requests per client IP and window on GET /coupons/:code (0 disables). Guards against code enumeration by direct clients; the default (2,000/s) leaves room for a checkout backend calling from a few IPs. Lower it when browsers call the API directly; behind a reverse proxy set TRUST_PROXY, or every request counts against the proxy\'s IP' }),
   RATE_LIMIT_WINDOW_MS: Type.Integer({ default: 60_000, minimum: 1000, description: 'Window of RATE_LIMIT_MAX' }),
   TRUST_PROXY: Type.String({ default: 'false', pattern: '^(true|false|[0-9A-Fa-f.:/]+(,[0-9A-Fa-f.:/]+)*)$', description: 'Behind a reverse proxy: true (trust every hop) or the proxies\' addresses/CIDRs; the client IP (rate limit, logs) then comes from X-Forwarded-For' }),
   AGGREGATOR_PAUSE_AT: Type.Optional(Type.Union(['reading', 'staging', 'after-exec'].map((point) => Type.Literal(point)), { description: 'Tests only: the aggregator logs "paused" and waits at this point of its first run, so a test can kill it there' })),
@@ -68,7 +74,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     throw new CouponsError('CONFIG_INVALID', `invalid configuration: ${(err as Error).message}`, { cause: err })
   }
   const couponFiles = raw.COUPON_FILES.split(',')
-  const bad = couponFiles.find((file) => file === '.' || file === '..')
+  const bad = couponFiles.find((file) => !isFileName(file))
   if (bad !== undefined) throw new CouponsError('CONFIG_INVALID', `invalid configuration: COUPON_FILES has "${bad}", which is not a file name`)
   if (new Set(couponFiles).size !== couponFiles.length) {
     throw new CouponsError('CONFIG_INVALID', 'invalid configuration: COUPON_FILES lists a file twice')
@@ -99,4 +105,17 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     aggregatorPauseAt: (raw.AGGREGATOR_PAUSE_AT as Config['aggregatorPauseAt'] | undefined) ?? null,
     logLevel: raw.LOG_LEVEL
   })
+}
+
+/**
+ * The files of one run (admin request, CLI or scheduler): at least one, each a name from
+ * COUPON_FILES (so never a path), none twice. Throws a CouponsError naming the problem.
+ */
+export function checkRunFiles (config: Pick<Config, 'couponFiles'>, files: readonly string[]): void {
+  if (files.length === 0) throw new CouponsError('INGEST_NO_FILES', `a run needs at least one file; the configured files are ${config.couponFiles.join(', ')}`)
+  const unknown = files.filter((file) => !config.couponFiles.includes(file))
+  if (unknown.length > 0) {
+    throw new CouponsError('INGEST_UNKNOWN_FILE', `unknown file ${unknown.map((file) => JSON.stringify(file)).join(', ')}; the configured files are ${config.couponFiles.join(', ')}`)
+  }
+  if (new Set(files).size !== files.length) throw new CouponsError('INGEST_DUPLICATE_FILE', 'a file is listed twice')
 }

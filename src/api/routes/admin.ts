@@ -1,10 +1,11 @@
 // The operator's routes under /admin (DESIGN section 7): start a run, follow its files, see the
 // live set and the schedule. Every route is behind the bearer token.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { Config } from '../../shared/config.js'
+import { checkRunFiles, type Config } from '../../shared/config.js'
+import { isCouponsError } from '../../shared/errors.js'
 import { META, redisKeys } from '../../shared/redis-keys.js'
 import { adminAuth } from '../admin-auth.js'
-import { fromDependency } from '../http-errors.js'
+import { fromDependency, HttpError } from '../http-errors.js'
 import { IngestAccepted, IngestBody, Run, RunList, RunParams, RunsQuery, Status, errors } from '../schemas.js'
 
 export interface AdminRoutesOptions {
@@ -32,16 +33,10 @@ const adminRoutes: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (fastif
     preValidation: async (request) => { request.body ??= {} }
   }, async (request, reply) => {
     const requested = request.body?.files ?? config.couponFiles
-    const unknown = requested.filter((file) => !config.couponFiles.includes(file))
-    if (unknown.length > 0) {
-      return reply.code(400).send({
-        statusCode: 400,
-        error: 'Bad Request',
-        message: `unknown file ${unknown.map((file) => JSON.stringify(file)).join(', ')}; the configured files are ${config.couponFiles.join(', ')}`
-      })
-    }
-    if (new Set(requested).size !== requested.length) {
-      return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: 'a file is listed twice' })
+    try {
+      checkRunFiles(config, requested)
+    } catch (err) {
+      throw isCouponsError(err) ? new HttpError(400, err.message) : err
     }
     const files = config.couponFiles.filter((file) => requested.includes(file))
     const run = await fromDependency('the ingest queue', dependencyTimeoutMs, () => fastify.ingestRuns.startRun(files, 'admin'))
