@@ -2,7 +2,7 @@
 # Local infrastructure for development, tests and CI: a single-node Kafka 3.9 (KRaft) broker run
 # from Maven Central jars with the machine's Java 17, and a Redis on 127.0.0.1:6379.
 #   infra/infra.sh up      start what is not running, wait until it really works (idempotent)
-#   infra/infra.sh down    stop what this script started (by its pid files)
+#   infra/infra.sh down [kafka|redis]   stop what this script started (by its pid files), or one of them
 #   infra/infra.sh status  say what runs
 # Everything it writes lives under .data/ (git-ignored); the jars under infra/kafka/lib (git-ignored).
 set -euo pipefail
@@ -23,7 +23,13 @@ say() { printf 'infra: %s\n' "$*"; }
 die() { printf 'infra: error: %s\n' "$*" >&2; exit 1; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# A pid file counts only while its process is still the one we started (after a reboot the pid
+# may belong to anything): the command line must name what we expect.
+pid_alive() {
+  [ -f "$1" ] || return 1
+  local pid; pid=$(cat "$1")
+  kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2"
+}
 who_listens() { command -v ss >/dev/null && ss -ltnpH "sport = :$1" 2>/dev/null | sed -n 's/.*users:((\(.*\)))/\1/p' | head -1; }
 
 # --- Kafka -------------------------------------------------------------------------------------
@@ -38,26 +44,31 @@ kafka_jars() {
   touch "$KAFKA_LIB/.complete"
 }
 
-kafka_java() {
+require_java() {
   command -v java >/dev/null || die "Java is not installed: Kafka needs Java 17 (apt-get install openjdk-17-jre-headless)"
+}
+
+kafka_java() {
   java -cp "$KAFKA_LIB/*" -Dlog4j.configuration="file:$KAFKA_DIR/log4j.properties" "$@"
 }
 
 kafka_up() {
-  if pid_alive "$KAFKA_PID"; then say "kafka already running (pid $(cat "$KAFKA_PID"))"; return; fi
+  if pid_alive "$KAFKA_PID" kafka.Kafka; then say "kafka already running (pid $(cat "$KAFKA_PID"))"; return; fi
   if port_open "$KAFKA_PORT"; then
     # Like the machine's Redis, a working broker started elsewhere (another checkout) is used as
     # it is, and is not ours to stop; anything else on the port is an error.
     if kafka_probe 15; then FOREIGN_KAFKA=1; say "kafka already answers on 127.0.0.1:$KAFKA_PORT (not started by this checkout)"; return; fi
     die "port $KAFKA_PORT is taken by a process that is not a working Kafka broker ($(who_listens $KAFKA_PORT)); stop it or free the port"
   fi
+  require_java
   kafka_jars
   mkdir -p "$KAFKA_DATA"
   local props=$DATA/server.properties
   { cat "$KAFKA_DIR/server.properties"; echo "log.dirs=$KAFKA_DATA"; } >"$props"
   if [ ! -f "$KAFKA_DATA/meta.properties" ]; then
     local cluster_id
-    cluster_id=$(kafka_java kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)
+    cluster_id=$(kafka_java kafka.tools.StorageTool random-uuid 2>>"$KAFKA_LOG" | tail -1)
+    [ -n "$cluster_id" ] || { tail -20 "$KAFKA_LOG" >&2; die "Java could not run the Kafka storage tool (log: $KAFKA_LOG)"; }
     kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$props" >>"$KAFKA_LOG" 2>&1 \
       || { tail -20 "$KAFKA_LOG" >&2; die "could not format the Kafka data folder $KAFKA_DATA"; }
   fi
@@ -73,7 +84,7 @@ kafka_up() {
 kafka_wait() {
   local deadline=$((SECONDS + READY_TIMEOUT))
   until port_open "$KAFKA_PORT"; do
-    pid_alive "$KAFKA_PID" || { tail -30 "$KAFKA_LOG" >&2; die "kafka exited during start-up (log: $KAFKA_LOG)"; }
+    pid_alive "$KAFKA_PID" kafka.Kafka || { tail -30 "$KAFKA_LOG" >&2; die "kafka exited during start-up (log: $KAFKA_LOG)"; }
     [ $SECONDS -lt $deadline ] || { tail -30 "$KAFKA_LOG" >&2; die "kafka did not open port $KAFKA_PORT in ${READY_TIMEOUT}s"; }
     sleep 0.5
   done
@@ -84,12 +95,12 @@ kafka_wait() {
 
 # An open port is not a working broker: produce a record and join a consumer group.
 kafka_probe() {
-  [ -d "$ROOT/node_modules/kafkajs" ] || die "npm dependencies are missing: run 'npm ci' first"
+  [ -d "$ROOT/node_modules/kafkajs" ] || die "npm dependencies are missing: run 'npm install' (or bash scripts/bootstrap.sh) first"
   node --import tsx "$ROOT/infra/kafka-ready.ts" "127.0.0.1:$KAFKA_PORT" "$1"
 }
 
 kafka_down() {
-  if ! pid_alive "$KAFKA_PID"; then rm -f "$KAFKA_PID"; say "kafka not running"; return; fi
+  if ! pid_alive "$KAFKA_PID" kafka.Kafka; then rm -f "$KAFKA_PID"; say "kafka not running"; return; fi
   local pid; pid=$(cat "$KAFKA_PID")
   say "stopping kafka (pid $pid)"
   kill "$pid"
@@ -99,15 +110,20 @@ kafka_down() {
 }
 
 # --- Redis -------------------------------------------------------------------------------------
+# The binary is needed even when a Redis already answers: some tests start throwaway servers to
+# stop and restart them (outage tests).
+redis_install() {
+  command -v redis-server >/dev/null && return
+  [ "$(id -u)" = 0 ] || die "redis-server is not installed (apt-get install redis-server); the outage tests need it even with a running Redis"
+  say "installing Debian's redis-server"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; } >"$DATA/apt.log" 2>&1 \
+    || { tail -20 "$DATA/apt.log" >&2; die "apt-get could not install redis-server (log: $DATA/apt.log)"; }
+}
+
 redis_up() {
+  redis_install
   if redis_ping; then say "redis answers on 127.0.0.1:$REDIS_PORT"; return; fi
   if port_open "$REDIS_PORT"; then die "port $REDIS_PORT is open ($(who_listens $REDIS_PORT)) but does not answer PING like Redis"; fi
-  if ! command -v redis-server >/dev/null; then
-    [ "$(id -u)" = 0 ] || die "Redis is not running and redis-server is not installed (apt-get install redis-server)"
-    say "installing Debian's redis-server"
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; } >"$DATA/apt.log" 2>&1 \
-      || { tail -20 "$DATA/apt.log" >&2; die "apt-get could not install redis-server (log: $DATA/apt.log)"; }
-  fi
   mkdir -p "$DATA/redis"
   say "starting redis-server on 127.0.0.1:$REDIS_PORT"
   redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
@@ -130,7 +146,7 @@ redis_ping() {
 
 redis_down() {
   # Only a Redis this script started is ours to stop; the machine's own keeps running.
-  if pid_alive "$REDIS_PID"; then say "stopping redis (pid $(cat "$REDIS_PID"))"; kill "$(cat "$REDIS_PID")"; fi
+  if pid_alive "$REDIS_PID" redis-server; then say "stopping redis (pid $(cat "$REDIS_PID"))"; kill "$(cat "$REDIS_PID")"; fi
   rm -f "$REDIS_PID"
 }
 
@@ -142,11 +158,17 @@ case "${1:-}" in
     FOREIGN_KAFKA=0
     kafka_up
     [ "$FOREIGN_KAFKA" = 1 ] || kafka_wait ;;
-  down) kafka_down; redis_down ;;
+  down)
+    case "${2:-all}" in
+      kafka) kafka_down ;;
+      redis) redis_down ;;
+      all) kafka_down; redis_down ;;
+      *) die "usage: infra/infra.sh down [kafka|redis]" ;;
+    esac ;;
   status)
-    if pid_alive "$KAFKA_PID"; then say "kafka running (pid $(cat "$KAFKA_PID")) on 127.0.0.1:$KAFKA_PORT"
+    if pid_alive "$KAFKA_PID" kafka.Kafka; then say "kafka running (pid $(cat "$KAFKA_PID")) on 127.0.0.1:$KAFKA_PORT"
     elif port_open "$KAFKA_PORT"; then say "kafka not started by this checkout, but port $KAFKA_PORT is open ($(who_listens $KAFKA_PORT))"
     else say "kafka not running"; fi
-    if redis_ping; then say "redis answers on 127.0.0.1:$REDIS_PORT$(pid_alive "$REDIS_PID" && echo " (started by us, pid $(cat "$REDIS_PID"))")"; else say "redis not answering"; fi ;;
-  *) die "usage: infra/infra.sh up|down|status" ;;
+    if redis_ping; then say "redis answers on 127.0.0.1:$REDIS_PORT$(pid_alive "$REDIS_PID" redis-server && echo " (started by us, pid $(cat "$REDIS_PID"))")"; else say "redis not answering"; fi ;;
+  *) die "usage: infra/infra.sh up|down [kafka|redis]|status" ;;
 esac

@@ -9,9 +9,10 @@ import { createLogger } from '../src/shared/logger.js'
 export const OPENAPI_PATH = fileURLToPath(new URL('../openapi/openapi.json', import.meta.url))
 
 /** The document as the app serves it, in the committed file's formatting. */
-export async function renderOpenApi (): Promise<string> {
-  // The document does not depend on the environment; Redis need not be up.
-  const app = buildApp({ config: loadConfig({ LOG_LEVEL: 'silent', INGEST_CRON: 'off' }), logger: createLogger('silent'), redisConnectWaitMs: 0 })
+export async function renderOpenApi (env: NodeJS.ProcessEnv = {}): Promise<string> {
+  // The document does not depend on the environment (tests pass their own Redis prefix); Redis
+  // need not be up.
+  const app = buildApp({ config: loadConfig({ LOG_LEVEL: 'silent', INGEST_CRON: 'off', ...env }), logger: createLogger('silent'), redisConnectWaitMs: 0 })
   try {
     await app.ready()
     return `${JSON.stringify(app.swagger(), null, 2)}\n`

@@ -7,15 +7,14 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/bootstrap.sh
-kafka_before=$(bash infra/infra.sh status)
+before=$(bash infra/infra.sh status)
 bash infra/infra.sh up
-kafka_after=$(bash infra/infra.sh status)
+after=$(bash infra/infra.sh status)
 
 stop_infra() {
-  # Only what this command started: a broker that ran before it keeps running.
-  if ! grep -q 'kafka running' <<<"$kafka_before" && grep -q 'kafka running' <<<"$kafka_after"; then
-    bash infra/infra.sh down
-  fi
+  # Only what this command started: a broker or Redis that ran before it keeps running.
+  if ! grep -q 'kafka running' <<<"$before" && grep -q 'kafka running' <<<"$after"; then bash infra/infra.sh down kafka; fi
+  if ! grep -q 'started by us' <<<"$before" && grep -q 'started by us' <<<"$after"; then bash infra/infra.sh down redis; fi
 }
 trap stop_infra EXIT
 # Ctrl-C reaches the launcher and its children through the terminal's process group; this shell

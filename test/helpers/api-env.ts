@@ -112,9 +112,13 @@ export class ThrowawayRedis {
   async start (): Promise<void> {
     const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
     this.#child = child
+    const spawnFailed = new Promise<never>((_resolve, reject) => child.once('error', (err) => {
+      reject(new Error(`could not start redis-server (${err.message}); install it: apt-get install redis-server, or npm run infra:up as root`))
+    }))
+    spawnFailed.catch(() => {}) // raced below; never left unhandled
     const probe = new Redis(this.url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 })
     probe.on('error', () => {})
-    try {
+    const answered = async (): Promise<void> => {
       for (let i = 0; i < 100; i++) {
         if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}`)
         try {
@@ -126,6 +130,9 @@ export class ThrowawayRedis {
         }
       }
       throw new Error(`redis-server on port ${this.port} never answered`)
+    }
+    try {
+      await Promise.race([answered(), spawnFailed])
     } finally {
       probe.disconnect()
     }

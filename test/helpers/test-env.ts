@@ -12,7 +12,11 @@ export function uniqueName (label: string): string {
 /** A validated config whose Redis keys and Kafka topics belong to this test alone. */
 export function testConfig (label: string, overrides: NodeJS.ProcessEnv = {}): Config {
   const name = uniqueName(label)
+  const { REDIS_URL, KAFKA_BROKERS } = process.env
   return loadConfig({
+    // Where the services are may come from the environment; nothing else does.
+    ...(REDIS_URL !== undefined ? { REDIS_URL } : {}),
+    ...(KAFKA_BROKERS !== undefined ? { KAFKA_BROKERS } : {}),
     REDIS_PREFIX: `${name}:`,
     KAFKA_TOPIC_PREFIX: `${name}.`,
     KAFKA_PARTITIONS: '4',
