@@ -68,6 +68,19 @@ t.test('a generated file comes back code for code, per partition, as the manifes
   t.equal(progress.at(-1)?.bytesTotal, compressed.length)
 })
 
+t.test('progress is reported while the file streams, a few times a second, not per line', async (t) => {
+  const { dir, config, kafka } = await setup(t, 'progress')
+  // Large enough to stream for longer than one 250 ms reporting interval on any machine here.
+  await generateCoupons({ outDir: dir, scale: 0.02, seed: 3 })
+  const progress: IngestProgress[] = []
+  const manifest = await produceFile({ config, kafka, logger, file: 'couponbase1.gz', runId: newRunId(), onProgress: (p) => progress.push(p) })
+  const midway = progress.filter((p) => p.percent > 0 && p.percent < 100)
+  t.ok(midway.length >= 1, `${midway.length} reports between 0% and 100%`)
+  t.ok(midway.every((p, i) => i === 0 || p.bytesRead >= midway[i - 1].bytesRead), 'bytes read only grow')
+  t.ok(midway.some((p) => p.codes > 0 && p.codes < manifest.codes), 'codes are counted as they stream')
+  t.ok(progress.length < manifest.lines / 1000, `${progress.length} reports for ${manifest.lines} lines: not per line`)
+})
+
 t.test('two productions of one file are two segments with their own records', async (t) => {
   const { dir, config, kafka } = await setup(t, 'twice')
   const file = 'couponbase1.gz'
