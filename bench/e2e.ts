@@ -11,12 +11,13 @@ import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs, promisify } from 'node:util'
 import { Redis } from 'ioredis'
-import { startRole, waitFor } from '../scripts/lib/role-process.js'
+import { startRole } from '../scripts/lib/role-process.js'
+import { waitFor } from '../scripts/lib/wait-for.js'
 import { loadConfig } from '../src/shared/config.js'
 import { deleteRedisPrefix, deleteTopics, testKafka } from '../test/helpers/test-env.js'
 import { benchData } from './lib/bench-data.js'
 import { trackPeakRss } from './lib/process-tree.js'
-import type { ScanFigures } from './lib/scan-floor.js'
+import { scanFloorInChild } from './lib/scan-floor.js'
 
 const run = promisify(execFile)
 const { values } = parseArgs({
@@ -38,7 +39,7 @@ const files = Object.keys(key.files)
 
 // 2. The floor: the three files decompressed and scanned in parallel processes.
 const floorStarted = Date.now()
-const floor = await Promise.all(files.map(async (file) => JSON.parse((await run(process.execPath, ['--import', 'tsx', 'bench/lib/scan-floor.ts', join(dataDir, file)], { maxBuffer: 1 << 20 })).stdout) as ScanFigures))
+const floor = await Promise.all(files.map(async (file) => await scanFloorInChild(join(dataDir, file))))
 const floorMs = Date.now() - floorStarted
 const totalCodes = floor.reduce((sum, f) => sum + f.codes, 0)
 const totalGz = floor.reduce((sum, f) => sum + f.compressed, 0)

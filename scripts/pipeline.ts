@@ -7,7 +7,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateCoupons } from '../src/gen/generate-coupons.js'
 import { loadConfig } from '../src/shared/config.js'
-import { startRole, waitFor, type RoleProcess } from './lib/role-process.js'
+import { startRole, type RoleProcess } from './lib/role-process.js'
+import { waitFor } from './lib/wait-for.js'
 
 const SAMPLE_SCALE = Number(process.env.SAMPLE_SCALE ?? '0.001')
 

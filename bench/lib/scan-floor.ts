@@ -1,8 +1,10 @@
 // The floor of every ingest figure: read a gz file through the ingest's own reader and find its
 // codes with the shared scanner, nothing else (no Kafka, no Redis). Run as a script it scans one
 // file and prints JSON, so bench:e2e can scan the three files in parallel processes.
+import { execFile } from 'node:child_process'
 import { basename } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
 import { readGzip } from '../../src/ingest/read-gzip.js'
 import { CodeScanner } from '../../src/shared/code-rule.js'
 
@@ -28,7 +30,15 @@ export interface ScanFigures extends ScanCounts {
   peakRssMb: number
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
+const SELF = fileURLToPath(import.meta.url)
+
+/** The floor of one file measured in a process of its own, so its peak RSS is its own. */
+export async function scanFloorInChild (path: string): Promise<ScanFigures> {
+  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', SELF, path], { maxBuffer: 1 << 20 })
+  return JSON.parse(stdout) as ScanFigures
+}
+
+if (process.argv[1] === SELF) {
   const started = performance.now()
   const counts = await scanFloor(process.argv[2])
   const figures: ScanFigures = { ...counts, seconds: (performance.now() - started) / 1000, peakRssMb: process.resourceUsage().maxRSS / 1024 }

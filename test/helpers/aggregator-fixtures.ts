@@ -17,6 +17,7 @@ import { redisKeys, type RedisKeys } from '../../src/shared/redis-keys.js'
 import { newRunId, type SegmentManifest } from '../../src/shared/segments.js'
 import { Aggregator } from '../../src/aggregator/aggregator.js'
 import { deleteRedisPrefix, deleteTopics, testConfig, testKafka } from './test-env.js'
+import { waitFor } from '../../scripts/lib/wait-for.js'
 
 export const silent = pino({ level: 'silent' })
 
@@ -71,17 +72,9 @@ export async function startAggregator (t: Test, config: Config): Promise<Aggrega
   return aggregator
 }
 
-export async function waitFor<T> (what: string, check: () => Promise<T | null | undefined | false>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await check()
-    if (value !== null && value !== undefined && value !== false) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-}
-
 /** The state of a run's result hash once the aggregator has written it. */
+export { waitFor }
+
 export async function runResult (pipeline: Pipeline, runId: string, timeoutMs = 60_000): Promise<Record<string, string>> {
   return await waitFor(`the result of run ${runId}`, async () => {
     const result = await pipeline.redis.hgetall(pipeline.keys.runResult(runId))
