@@ -11,8 +11,7 @@ import { readPartition, type SegmentRead } from './read-partition.js'
 import type { SegmentUsed, SwapOutcome, ValidSetSwap } from './valid-set-swap.js'
 
 /** Test-only places where the process stops and waits to be killed (AGGREGATOR_PAUSE_AT). */
-export type PausePoint = 'reading' | 'staging' | 'after-exec'
-export const PAUSE_POINTS: readonly PausePoint[] = ['reading', 'staging', 'after-exec']
+export type PausePoint = NonNullable<Config['aggregatorPauseAt']>
 
 export interface AggregateRunOptions {
   config: Config
@@ -21,8 +20,13 @@ export interface AggregateRunOptions {
   swap: ValidSetSwap
   logger: Logger
   runId: string
-  /** the current segment of each configured file that has one */
+  /** the current segment of every configured file */
   segments: SegmentManifest[]
+  /**
+   * coupons.segments offset of the newest of those manifests; omitted only by one-off callers
+   * that own their Redis prefix (bench), whose swap then applies unconditionally
+   */
+  segmentsOffset?: bigint
   signal?: AbortSignal
   pause?: (point: PausePoint) => Promise<void>
 }
@@ -38,7 +42,7 @@ export interface RunStats {
 }
 
 export async function aggregateRun (options: AggregateRunOptions): Promise<RunStats> {
-  const { config, kafka, admin, swap, logger, runId, segments, signal, pause } = options
+  const { config, kafka, admin, swap, logger, runId, segments, segmentsOffset, signal, pause } = options
   const log = logger.child({ runId })
   const started = performance.now()
   const ms = { read: 0, decide: 0, stage: 0, swap: 0, cleanup: 0, total: 0 }
@@ -100,6 +104,7 @@ export async function aggregateRun (options: AggregateRunOptions): Promise<RunSt
     runId,
     validCount,
     segments: used,
+    segmentsOffset: segmentsOffset ?? null,
     stagingMs: ms.stage,
     afterExec: pause === undefined ? undefined : async () => { await pause('after-exec') }
   })

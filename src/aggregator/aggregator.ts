@@ -1,7 +1,8 @@
 // The aggregator process (DESIGN section 5): follows `coupons.segments` from its beginning, and
-// whenever a run has all its files, computes the valid set from the current segments and swaps
-// it into Redis. Its only durable state is the topic and Redis' meta hash, so a restart (or a
-// SIGKILL at any moment) rebuilds the same view and finishes what was complete but not applied.
+// whenever a run has all its files and brings segments newer than the applied set, computes the
+// valid set from the current segments and swaps it into Redis. Its only durable state is the
+// topic and Redis' meta hash, so a restart (or a SIGKILL at any moment) rebuilds the same view
+// and finishes what was complete but not applied.
 import { randomBytes } from 'node:crypto'
 import type { Admin, Consumer, Kafka } from 'kafkajs'
 import type { Redis } from 'ioredis'
@@ -13,12 +14,20 @@ import { createRedis } from '../shared/redis.js'
 import { decodeSegmentsRecord, type SegmentManifest } from '../shared/segments.js'
 import { aggregateRun, type PausePoint, type RunStats } from './aggregate-run.js'
 import { MAX_FILES } from './partition-state.js'
-import { SegmentsView, decideRuns } from './segments-view.js'
-import { ValidSetSwap } from './valid-set-swap.js'
+import { SegmentsView, decideRuns, type ReadyRun } from './segments-view.js'
+import { ValidSetSwap, type AppliedState } from './valid-set-swap.js'
 
 const RETRY_DELAY_MS = 5000
-/** attempts of a run whose failure may be transient (Kafka or Redis trouble) before it is failed */
-const RUN_ATTEMPTS = 3
+const MAX_RETRY_DELAY_MS = 60_000
+
+/**
+ * Delay before the next attempt after `failures` consecutive transient failures (Kafka or Redis
+ * trouble): 5 s doubling up to 60 s. Such failures are retried without a cap: recording a
+ * complete run as failed would block it for good, and the outage is not the run's fault.
+ */
+export function retryDelayMs (failures: number): number {
+  return Math.min(MAX_RETRY_DELAY_MS, RETRY_DELAY_MS * 2 ** Math.max(0, Math.min(failures - 1, 10)))
+}
 
 export interface AggregatorOptions {
   config: Config
@@ -33,13 +42,14 @@ export class Aggregator {
   readonly #onRun: AggregatorOptions['onRun']
   readonly #view = new SegmentsView()
   readonly #finished = new Set<string>()
-  readonly #attempts = new Map<string, number>()
   readonly #abort = new AbortController()
   #kafka: Kafka | null = null
   #admin: Admin | null = null
   #redis: Redis | null = null
   #swap: ValidSetSwap | null = null
   #consumer: Consumer | null = null
+  #groupId: string | null = null
+  #failures = 0
   #caughtUp = false
   #dirty = false
   #loop: Promise<void> | null = null
@@ -76,14 +86,15 @@ export class Aggregator {
     log.info({ generation: await this.#swap.generation(), segmentsRecords: end.high }, 'aggregator starting: replaying coupons.segments')
 
     // A throwaway group that never commits: every start replays the (small) topic from its start.
-    this.#consumer = this.#kafka.consumer({ groupId: `coupons-aggregator-${randomBytes(6).toString('hex')}`, allowAutoTopicCreation: false })
+    this.#groupId = `coupons-aggregator-${randomBytes(6).toString('hex')}`
+    this.#consumer = this.#kafka.consumer({ groupId: this.#groupId, allowAutoTopicCreation: false })
     await this.#consumer.connect()
     await this.#consumer.subscribe({ topic, fromBeginning: true })
     await this.#consumer.run({
       autoCommit: false,
       eachMessage: async ({ message }) => {
         try {
-          this.#view.apply(decodeSegmentsRecord(message.value))
+          this.#view.apply(decodeSegmentsRecord(message.value), BigInt(message.offset))
         } catch (err) {
           log.error({ err, offset: message.offset }, 'skipping an unreadable coupons.segments record')
         }
@@ -108,10 +119,12 @@ export class Aggregator {
       this.#dirty = false
       try {
         await this.#evaluate()
+        this.#failures = 0
       } catch (err) {
         if (this.#abort.signal.aborted) return
-        this.#logger.error({ err }, `aggregation failed; retrying in ${RETRY_DELAY_MS / 1000} s`)
-        this.#retryTimer = setTimeout(() => { this.#retryTimer = null; this.#schedule() }, RETRY_DELAY_MS)
+        const delayMs = retryDelayMs(++this.#failures)
+        this.#logger.error({ err, failures: this.#failures, retryInMs: delayMs }, `aggregation failed; retrying in ${delayMs / 1000} s`)
+        this.#retryTimer = setTimeout(() => { this.#retryTimer = null; this.#schedule() }, delayMs)
         return
       }
     }
@@ -119,16 +132,18 @@ export class Aggregator {
 
   async #evaluate (): Promise<void> {
     const swap = this.#swap as ValidSetSwap
-    const generation = await swap.generation()
-    const ready = this.#view.readyRuns()
-    for (const runId of ready) {
+    const applied = await swap.applied()
+    const appliedOffset = applied.segmentsOffset ?? this.#legacyAppliedOffset(applied)
+    const ready: ReadyRun[] = []
+    for (const runId of this.#view.readyRuns()) {
       if (!this.#finished.has(runId) && await swap.hasResult(runId)) this.#finished.add(runId)
+      ready.push({ runId, newestOffset: this.#view.newestOffset(runId) as bigint })
     }
-    const decision = decideRuns(ready, generation, this.#finished)
+    const decision = decideRuns(ready, appliedOffset, this.#finished)
     for (const runId of decision.supersede) {
-      await swap.recordResult(runId, { state: 'superseded', error: `run ${generation} was applied first` })
+      await swap.recordResult(runId, { state: 'superseded', error: `its segments are already in the set applied by run ${applied.generation}` })
       this.#finished.add(runId)
-      this.#logger.info({ runId, generation }, 'run superseded by a newer applied run')
+      this.#logger.info({ runId, generation: applied.generation }, 'run superseded: its segments are already applied')
     }
     if (decision.apply !== null) {
       await this.#applyRun(decision.apply)
@@ -137,18 +152,42 @@ export class Aggregator {
     }
   }
 
+  /**
+   * A meta hash written before `segmentsOffset` existed: the newest manifest among the segments
+   * it lists. Null (everything counts as newer) when the topic no longer holds them.
+   */
+  #legacyAppliedOffset (applied: AppliedState): bigint | null {
+    let newest: bigint | null = null
+    for (const { segmentId } of applied.segments) {
+      const offset = this.#view.segmentOffset(segmentId)
+      if (offset !== undefined && (newest === null || offset > newest)) newest = offset
+    }
+    return newest
+  }
+
   async #applyRun (runId: string): Promise<void> {
     const config = this.#config
     const swap = this.#swap as ValidSetSwap
-    const segments: SegmentManifest[] = []
-    const missing: string[] = []
-    for (const file of config.couponFiles) {
-      const manifest = this.#view.current(file)
-      if (manifest === undefined) missing.push(file)
-      else segments.push(manifest)
-    }
-    if (missing.length > 0) this.#logger.warn({ runId, missing }, 'some configured files were never ingested; deciding without them')
     try {
+      const segments: SegmentManifest[] = []
+      const missing: string[] = []
+      let segmentsOffset = -1n
+      for (const file of config.couponFiles) {
+        const current = this.#view.current(file)
+        if (current === undefined) {
+          missing.push(file)
+          continue
+        }
+        segments.push(current.manifest)
+        if (current.offset > segmentsOffset) segmentsOffset = current.offset
+      }
+      if (missing.length > 0) {
+        // A set decided without some files would be published as complete (and answer 404 where
+        // the API should answer 503), so a partial set is never swapped in.
+        throw new CouponsError('AGGREGATOR_FILES_MISSING',
+          `${missing.join(', ')} ${missing.length === 1 ? 'has' : 'have'} no complete segment yet; ` +
+          'ingest them (POST /admin/ingest) before a partial run can be applied')
+      }
       const stats = await aggregateRun({
         config,
         kafka: this.#kafka as Kafka,
@@ -157,25 +196,23 @@ export class Aggregator {
         logger: this.#logger,
         runId,
         segments,
+        segmentsOffset,
         signal: this.#abort.signal,
         pause: config.aggregatorPauseAt === null ? undefined : async (point) => { await this.#pause(point) }
       })
       if (stats.outcome.state === 'superseded') {
-        await swap.recordResult(runId, { state: 'superseded', error: `run ${stats.outcome.generation} was applied first` })
+        await swap.recordResult(runId, { state: 'superseded', error: `a set at least as fresh was applied first (run ${stats.outcome.generation})` })
       }
       this.#finished.add(runId)
       this.#onRun?.(stats)
     } catch (err) {
-      if (this.#abort.signal.aborted) throw err
-      const attempts = (this.#attempts.get(runId) ?? 0) + 1
-      this.#attempts.set(runId, attempts)
-      const transient = !isCouponsError(err) || err.retriable
-      if (transient && attempts < RUN_ATTEMPTS) throw err
+      // Transient trouble (Kafka or Redis) is retried by the loop, with backoff, for as long as
+      // it lasts; only an error that a retry cannot fix fails the run for good.
+      if (this.#abort.signal.aborted || !isCouponsError(err) || err.retriable) throw err
       await swap.clearStaging(runId)
-      const reason = isCouponsError(err) ? `${err.code}: ${err.message}` : (err as Error).message
-      await swap.recordResult(runId, { state: 'failed', error: reason })
+      await swap.recordResult(runId, { state: 'failed', error: `${err.code}: ${err.message}` })
       this.#finished.add(runId)
-      this.#logger.error({ err, runId, attempts }, 'run failed; nothing was swapped')
+      this.#logger.error({ err, runId }, 'run failed; nothing was swapped')
     }
   }
 
@@ -201,6 +238,8 @@ export class Aggregator {
     const steps: Array<() => Promise<unknown>> = [
       async () => await this.#consumer?.disconnect(),
       async () => await this.#loop?.catch(() => {}),
+      // The group never committed anything, but it would linger until Kafka expires it.
+      async () => { if (this.#groupId !== null) await this.#admin?.deleteGroups([this.#groupId]) },
       async () => await this.#admin?.disconnect(),
       async () => await this.#redis?.quit()
     ]

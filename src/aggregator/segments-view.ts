@@ -1,33 +1,39 @@
 // What the aggregator knows from the `coupons.segments` topic (DESIGN sections 4 and 5): the runs,
 // and per file its latest complete segment. The topic has one partition, so record order is time
-// order and the latest manifest of a file is its current segment. Pure logic, no I/O: the
-// aggregator feeds it records and asks what to do next.
+// order: the latest manifest of a file is its current segment, and a manifest's offset says how
+// fresh its data is. Pure logic, no I/O: the aggregator feeds it records and asks what to do next.
 import type { RunRecord, SegmentManifest, SegmentsRecord } from '../shared/segments.js'
 import { compareRunIds } from '../shared/segments.js'
+
+/** A manifest and its offset in `coupons.segments`. */
+export interface PlacedManifest {
+  manifest: SegmentManifest
+  offset: bigint
+}
 
 export class SegmentsView {
   readonly #runs = new Map<string, RunRecord>()
   /** runId -> file -> the run's (latest) manifest of that file */
-  readonly #runManifests = new Map<string, Map<string, SegmentManifest>>()
+  readonly #runManifests = new Map<string, Map<string, PlacedManifest>>()
   /** file -> its current segment */
-  readonly #current = new Map<string, SegmentManifest>()
+  readonly #current = new Map<string, PlacedManifest>()
+  /** segmentId -> offset of its (latest) manifest */
+  readonly #segmentOffsets = new Map<string, bigint>()
 
-  apply (record: SegmentsRecord): void {
+  apply (record: SegmentsRecord, offset: bigint): void {
     if (record.type === 'run') {
       this.#runs.set(record.runId, record)
       return
     }
-    this.#current.set(record.file, record)
+    const placed = { manifest: record, offset }
+    this.#current.set(record.file, placed)
+    this.#segmentOffsets.set(record.segmentId, offset)
     let manifests = this.#runManifests.get(record.runId)
     if (manifests === undefined) {
       manifests = new Map()
       this.#runManifests.set(record.runId, manifests)
     }
-    manifests.set(record.file, record)
-  }
-
-  run (runId: string): RunRecord | undefined {
-    return this.#runs.get(runId)
+    manifests.set(record.file, placed)
   }
 
   /** A run is ready when every file it asked for has a complete segment from that run. */
@@ -43,28 +49,60 @@ export class SegmentsView {
     return [...this.#runs.keys()].filter((runId) => this.isReady(runId)).sort(compareRunIds)
   }
 
-  /** The current segment of each given file, or undefined for a file never ingested. */
-  current (file: string): SegmentManifest | undefined {
+  /** The offset of the newest manifest of a run's files, or null when it has none. */
+  newestOffset (runId: string): bigint | null {
+    const run = this.#runs.get(runId)
+    const manifests = this.#runManifests.get(runId)
+    let newest: bigint | null = null
+    for (const file of run?.files ?? []) {
+      const offset = manifests?.get(file)?.offset
+      if (offset !== undefined && (newest === null || offset > newest)) newest = offset
+    }
+    return newest
+  }
+
+  /** The current segment of a file and its offset, or undefined for a file never ingested. */
+  current (file: string): PlacedManifest | undefined {
     return this.#current.get(file)
+  }
+
+  /** The offset of a segment's manifest, when the topic still holds it. */
+  segmentOffset (segmentId: string): bigint | undefined {
+    return this.#segmentOffsets.get(segmentId)
   }
 }
 
+export interface ReadyRun {
+  runId: string
+  /** offset of the newest manifest of the run's files */
+  newestOffset: bigint
+}
+
 export interface RunDecision {
-  /** the run to compute and swap in now, if any */
+  /** the run whose completion triggers computing and swapping in the current segments now */
   apply: string | null
-  /** ready runs that can never be applied because a newer one was (or is about to be) */
+  /** ready runs whose every segment is already covered by the applied set */
   supersede: string[]
 }
 
 /**
- * What to do with the ready runs, given the applied generation and the runs that already have a
- * result (applied, failed or superseded). Only the newest ready run is computed: the set depends
- * on the current segments, not on which run completed them, so computing older ready runs first
- * would only be thrown away. Older ones are superseded once a newer run is applied.
+ * What to do with the ready runs that have no result yet, given the coupons.segments offset of
+ * the newest manifest in the applied set. Freshness is measured by manifest offsets, not by run
+ * ids: a run requested earlier may complete later, and its segments are then newer data than the
+ * applied set. A run all of whose manifests are at or below the applied offset adds nothing (each
+ * of its segments is applied or was replaced by a newer segment of its file that is): it is
+ * superseded. Otherwise the set is computed once, from the current segments of every file, for
+ * the run that completed last; the runs it covers are superseded afterwards.
  */
-export function decideRuns (readyRuns: string[], generation: string | null, finished: ReadonlySet<string>): RunDecision {
-  const open = readyRuns.filter((runId) => !finished.has(runId)).sort(compareRunIds)
-  const supersede = generation === null ? [] : open.filter((runId) => compareRunIds(runId, generation) < 0)
-  const newer = generation === null ? open : open.filter((runId) => compareRunIds(runId, generation) > 0)
-  return { apply: newer.length > 0 ? newer[newer.length - 1] : null, supersede }
+export function decideRuns (ready: ReadyRun[], appliedOffset: bigint | null, finished: ReadonlySet<string>): RunDecision {
+  const open = ready.filter(({ runId }) => !finished.has(runId))
+  const covered = (run: ReadyRun): boolean => appliedOffset !== null && run.newestOffset <= appliedOffset
+  const supersede = open.filter(covered).map(({ runId }) => runId).sort(compareRunIds)
+  let apply: ReadyRun | null = null
+  for (const run of open) {
+    if (covered(run)) continue
+    if (apply === null || run.newestOffset > apply.newestOffset ||
+      (run.newestOffset === apply.newestOffset && compareRunIds(run.runId, apply.runId) > 0)) apply = run
+  }
+  return { apply: apply?.runId ?? null, supersede }
 }

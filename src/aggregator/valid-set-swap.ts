@@ -1,7 +1,7 @@
 // Publishing a valid set to Redis (DESIGN section 6). The new set is filled under a staging key in
 // pipelined batches while the API keeps reading the live one; then one MULTI renames the live set
-// aside, renames the staging set in and updates the meta hash, guarded by WATCH so that an older
-// run is never swapped over a newer one. Readers see the old set or the new one, never a mix.
+// aside, renames the staging set in and updates the meta hash, guarded by WATCH so that older data
+// (manifests earlier in coupons.segments) is never swapped over newer data. Readers see the old set or the new one, never a mix.
 // The retired set is UNLINKed afterwards (freed in the background: a plain DEL or RENAME over a
 // large set would block every SISMEMBER while it frees memory).
 import type { Redis } from 'ioredis'
@@ -9,7 +9,6 @@ import { CouponsError } from '../shared/errors.js'
 import { unpackCode } from '../shared/code-packing.js'
 import type { Logger } from '../shared/logger.js'
 import { META, RUN_RESULT, RUN_RESULT_TTL_SECONDS, redisKeys, type RedisKeys } from '../shared/redis-keys.js'
-import { compareRunIds } from '../shared/segments.js'
 import type { PackedCodes } from './partition-state.js'
 
 const SADD_BATCH = 5000
@@ -24,17 +23,29 @@ export interface SegmentUsed {
 
 export type SwapOutcome =
   | { state: 'applied', appliedAt: string, validCount: number, swapMs: number }
-  /** a run at least as new was applied first; nothing was changed */
+  /** a set at least as fresh was applied first; nothing was changed */
   | { state: 'superseded', generation: string }
 
 export interface SwapOptions {
   runId: string
   validCount: number
   segments: SegmentUsed[]
+  /**
+   * coupons.segments offset of the newest manifest the set was computed from (its freshness);
+   * null when unknown (bench): no freshness check, and the meta field is removed
+   */
+  segmentsOffset: bigint | null
   /** time already spent writing the staging set; `swapMs` = this + the atomic step */
   stagingMs: number
   /** test hook, awaited right after EXEC (before the retired set is unlinked) */
   afterExec?: () => Promise<void>
+}
+
+export interface AppliedState {
+  generation: string | null
+  /** null when nothing was applied, or when the meta hash predates this field */
+  segmentsOffset: bigint | null
+  segments: SegmentUsed[]
 }
 
 export type RunResultFields = Partial<Record<keyof typeof RUN_RESULT, string | number>>
@@ -52,6 +63,15 @@ export class ValidSetSwap {
 
   async generation (): Promise<string | null> {
     return await this.#redis.hget(this.keys.meta, META.generation)
+  }
+
+  async applied (): Promise<AppliedState> {
+    const [generation, offset, segments] = await this.#redis.hmget(this.keys.meta, META.generation, META.segmentsOffset, META.segments)
+    return {
+      generation,
+      segmentsOffset: offset === null ? null : BigInt(offset),
+      segments: segments === null ? [] : JSON.parse(segments) as SegmentUsed[]
+    }
   }
 
   /**
@@ -96,8 +116,8 @@ export class ValidSetSwap {
   }
 
   /**
-   * The atomic step. WATCH makes the check "is this run newer than the applied generation, and is
-   * the staging set complete" and the MULTI one unit: if meta, the live set or the staging set
+   * The atomic step. WATCH makes the check "is this set computed from newer manifests than the
+   * applied one, and is the staging set complete" and the MULTI one unit: if meta, the live set or the staging set
    * change in between, EXEC does nothing and the check runs again.
    */
   async swap (options: SwapOptions): Promise<SwapOutcome> {
@@ -109,10 +129,12 @@ export class ValidSetSwap {
     const swapStarted = performance.now()
     for (let attempt = 1; attempt <= WATCH_ATTEMPTS; attempt++) {
       await redis.watch(meta, valid, staging)
-      const [generation, liveExists, staged] = await Promise.all([
-        redis.hget(meta, META.generation), redis.exists(valid), redis.scard(staging)
+      const [[generation, appliedOffset], liveExists, staged] = await Promise.all([
+        redis.hmget(meta, META.generation, META.segmentsOffset), redis.exists(valid), redis.scard(staging)
       ])
-      if (generation !== null && compareRunIds(runId, generation) <= 0) {
+      // A meta hash without segmentsOffset predates it: the aggregator's own check decided.
+      const offset = options.segmentsOffset
+      if (generation !== null && appliedOffset !== null && offset !== null && offset <= BigInt(appliedOffset)) {
         await redis.unwatch()
         await redis.unlink(staging)
         return { state: 'superseded', generation }
@@ -132,8 +154,10 @@ export class ValidSetSwap {
         [META.lastSwapAt]: appliedAt,
         [META.validCount]: validCount,
         [META.swapMs]: swapMs,
-        [META.segments]: JSON.stringify(segments)
+        [META.segments]: JSON.stringify(segments),
+        ...(offset === null ? {} : { [META.segmentsOffset]: offset.toString() })
       })
+      if (offset === null) multi.hdel(meta, META.segmentsOffset)
       const result = this.keys.runResult(runId)
       multi.del(result)
       multi.hset(result, { [RUN_RESULT.state]: 'applied', [RUN_RESULT.appliedAt]: appliedAt, [RUN_RESULT.validCount]: validCount, [RUN_RESULT.swapMs]: swapMs })

@@ -62,7 +62,7 @@ export const RunFile = Type.Object({
 
 export const RunResult = Type.Object({
   state: Type.Union([Type.Literal('applied'), Type.Literal('failed'), Type.Literal('superseded')], {
-    description: 'applied: swapped in; failed: nothing swapped (see error); superseded: a newer run was applied first'
+    description: 'applied: swapped in; failed: nothing swapped (see error); superseded: a set from newer segments was applied first'
   }),
   appliedAt: Nullable(Type.String({ format: 'date-time' })),
   validCount: Nullable(Type.Integer()),

@@ -27,6 +27,3 @@ export async function publishRunRecord (kafka: Kafka, config: Config, record: Se
     await Promise.allSettled([producer.disconnect(), admin.disconnect()])
   }
 }
-
-/** The former name, still used by test/aggregator (owned by the aggregator's engineer). */
-export const appendSegmentsRecord = publishRunRecord

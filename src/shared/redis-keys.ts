@@ -4,7 +4,7 @@
 export interface RedisKeys {
   /** the live SET read by the API */
   valid: string
-  /** HASH: generation, lastSwapAt, validCount, swapMs, segments */
+  /** HASH: generation, lastSwapAt, validCount, swapMs, segments, segmentsOffset */
   meta: string
   /** channel that announces each swap */
   swaps: string
@@ -39,13 +39,19 @@ export const META = {
   lastSwapAt: 'lastSwapAt',
   validCount: 'validCount',
   swapMs: 'swapMs',
-  segments: 'segments'
+  segments: 'segments',
+  /**
+   * The coupons.segments offset of the newest manifest the live set was computed from: how fresh
+   * the applied data is (record order in that one-partition topic is time order).
+   */
+  segmentsOffset: 'segmentsOffset'
 } as const
 
 /**
  * Fields of a run's result hash, written by the aggregator and shown by GET /admin/runs/:runId.
  * state: 'applied' (swapped in), 'failed' (error says why; nothing swapped) or 'superseded'
- * (a newer run was applied first, so this one never will be).
+ * (everything the run produced is already covered by a set from newer segments, so it never will
+ * be applied).
  */
 export const RUN_RESULT = {
   state: 'state',

@@ -4,16 +4,17 @@
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { gunzipSync, gzipSync } from 'node:zlib'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { generateCoupons } from '../../src/gen/generate-coupons.js'
 import { META, RUN_RESULT } from '../../src/shared/redis-keys.js'
-import { PAUSE_POINTS } from '../../src/aggregator/aggregate-run.js'
+import type { PausePoint } from '../../src/aggregator/aggregate-run.js'
 import { ingestRun, liveSet, runResult, setupPipeline, spawnAggregator, waitFor, type Pipeline } from '../helpers/aggregator-fixtures.js'
 
 const FILES = ['couponbase1.gz', 'couponbase2.gz', 'couponbase3.gz']
+const PAUSE_POINTS: PausePoint[] = ['reading', 'staging', 'after-exec']
 
 /** Polls three codes at once (MULTI, so one consistent snapshot) until stopped. */
-function pollMembership (pipeline: Pipeline, codes: string[]): { stop: () => Promise<Set<string>> } {
+function pollMembership (t: Test, pipeline: Pipeline, codes: string[]): { stop: () => Promise<Set<string>> } {
   const redis = pipeline.redis.duplicate()
   const seen = new Set<string>()
   const state = { running: true }
@@ -23,14 +24,19 @@ function pollMembership (pipeline: Pipeline, codes: string[]): { stop: () => Pro
       seen.add((replies ?? []).map(([, member]) => String(member)).join(''))
     }
   })()
-  return {
-    stop: async () => {
+  let stopped: Promise<Set<string>> | undefined
+  const stop = async (): Promise<Set<string>> => {
+    stopped ??= (async () => {
       state.running = false
-      await loop
+      await loop.catch(() => {})
       await redis.quit()
       return seen
-    }
+    })()
+    return await stopped
   }
+  // A failing assertion earlier in the test must not leave the poller running until tap's timeout.
+  t.teardown(stop)
+  return { stop }
 }
 
 for (const point of PAUSE_POINTS) {
@@ -56,7 +62,7 @@ for (const point of PAUSE_POINTS) {
     const expected = key.valid.filter((code) => code !== dropped).concat(added).sort()
     const kept = key.valid.find((code) => code !== dropped) as string
 
-    const poller = pollMembership(pipeline, [dropped, added, kept])
+    const poller = pollMembership(t, pipeline, [dropped, added, kept])
     const paused = spawnAggregator(t, pipeline, { AGGREGATOR_PAUSE_AT: point })
     await paused.waitForLog('aggregator started')
     const run2 = await ingestRun(pipeline, [FILES[1]])
@@ -77,7 +83,8 @@ for (const point of PAUSE_POINTS) {
     t.same(await liveSet(pipeline), expected)
     t.equal(await pipeline.redis.hget(pipeline.keys.meta, META.validCount), String(expected.length))
     t.same(await pipeline.redis.keys(pipeline.keys.staging('*')), [], 'no staging set is left')
-    t.same(await pipeline.redis.keys(pipeline.keys.retired('*')), [], 'no retired set is left')
+    // The retired set is unlinked right after the EXEC that changed the generation: wait for it.
+    await waitFor('no retired set', async () => (await pipeline.redis.keys(pipeline.keys.retired('*'))).length === 0)
 
     const seen = await poller.stop()
     t.same([...seen].sort(), ['011', '101'], 'the reader saw the old set, then the new one, and nothing else')

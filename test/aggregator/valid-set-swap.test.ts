@@ -7,6 +7,7 @@ import { newRunId } from '../../src/shared/segments.js'
 import type { PackedCodes } from '../../src/aggregator/partition-state.js'
 import { ValidSetSwap } from '../../src/aggregator/valid-set-swap.js'
 import { deleteRedisPrefix, testConfig } from '../helpers/test-env.js'
+import { waitFor } from '../../scripts/lib/wait-for.js'
 
 function packed (codes: string[]): PackedCodes {
   const pairs = new Uint32Array(codes.length * 2)
@@ -21,11 +22,12 @@ async function setup (t: Test): Promise<{ redis: Redis, swap: ValidSetSwap }> {
   return { redis, swap: new ValidSetSwap(redis, config.redisPrefix, pino({ level: 'silent' })) }
 }
 
-async function publish (swap: ValidSetSwap, runId: string, codes: string[], stagingMs?: number): ReturnType<ValidSetSwap['swap']> {
+/** Stages and swaps `codes` as computed from manifests up to coupons.segments offset `segmentsOffset`. */
+async function publish (swap: ValidSetSwap, runId: string, codes: string[], segmentsOffset: bigint, stagingMs?: number): ReturnType<ValidSetSwap['swap']> {
   const stagingStarted = performance.now()
   await swap.clearStaging(runId)
   await swap.stage(runId, packed(codes))
-  return await swap.swap({ runId, validCount: codes.length, segments: [{ file: 'a', segmentId: 's', runId }], stagingMs: stagingMs ?? performance.now() - stagingStarted })
+  return await swap.swap({ runId, validCount: codes.length, segments: [{ file: 'a', segmentId: 's', runId }], segmentsOffset, stagingMs: stagingMs ?? performance.now() - stagingStarted })
 }
 
 t.test('a swap publishes the staged set, the meta hash, the run result and a message', async (t) => {
@@ -38,7 +40,7 @@ t.test('a swap publishes the staged set, the meta hash, the run result and a mes
 
   const codes = Array.from({ length: 12_345 }, (_, i) => `CODE${String(i).padStart(5, '0')}`)
   const runId = newRunId()
-  const outcome = await publish(swap, runId, codes)
+  const outcome = await publish(swap, runId, codes, 7n)
   t.equal(outcome.state, 'applied')
   t.equal(await redis.scard(swap.keys.valid), codes.length)
   t.equal(await redis.sismember(swap.keys.valid, 'CODE12344'), 1)
@@ -48,12 +50,14 @@ t.test('a swap publishes the staged set, the meta hash, the run result and a mes
   t.ok(Date.parse(meta[META.lastSwapAt]) > 0)
   t.ok(Number(meta[META.swapMs]) >= 0)
   t.same(JSON.parse(meta[META.segments]), [{ file: 'a', segmentId: 's', runId }])
+  t.equal(meta[META.segmentsOffset], '7')
+  t.same(await swap.applied(), { generation: runId, segmentsOffset: 7n, segments: [{ file: 'a', segmentId: 's', runId }] })
   const result = await redis.hgetall(swap.keys.runResult(runId))
   t.equal(result[RUN_RESULT.state], 'applied')
   t.equal(result[RUN_RESULT.validCount], String(codes.length))
   t.ok(await redis.ttl(swap.keys.runResult(runId)) > 0, 'the run result expires')
   t.same(await redis.keys(`${swap.keys.staging('*')}`), [], 'no staging key is left')
-  await new Promise((resolve) => setTimeout(resolve, 100))
+  await waitFor('the swap to be announced', async () => messages.length >= 1)
   t.equal(messages.length, 1)
   t.equal(JSON.parse(messages[0]).generation, runId)
 })
@@ -61,31 +65,43 @@ t.test('a swap publishes the staged set, the meta hash, the run result and a mes
 t.test('a newer run replaces the set and the old set is unlinked', async (t) => {
   const { redis, swap } = await setup(t)
   const first = newRunId(new Date(Date.now() - 1000))
-  await publish(swap, first, ['OLDCODE1', 'BOTHCODE'])
+  await publish(swap, first, ['OLDCODE1', 'BOTHCODE'], 1n)
   const second = newRunId()
-  await publish(swap, second, ['NEWCODE1', 'BOTHCODE'])
+  await publish(swap, second, ['NEWCODE1', 'BOTHCODE'], 2n)
   t.same((await redis.smembers(swap.keys.valid)).sort(), ['BOTHCODE', 'NEWCODE1'])
   t.equal(await redis.exists(swap.keys.retired(second)), 0)
   t.equal(await redis.hget(swap.keys.meta, META.generation), second)
 })
 
-t.test('an older run is never swapped over a newer one', async (t) => {
+t.test('a set from older manifests is never swapped over one from newer manifests, whatever the run ids', async (t) => {
   const { redis, swap } = await setup(t)
   const older = newRunId(new Date(Date.now() - 1000))
   const newer = newRunId()
-  await publish(swap, newer, ['NEWCODE1'])
-  const outcome = await publish(swap, older, ['OLDCODE1'])
-  t.same(outcome, { state: 'superseded', generation: newer })
+  await publish(swap, older, ['NEWCODE1'], 5n)
+  const outcome = await publish(swap, newer, ['OLDCODE1'], 3n)
+  t.same(outcome, { state: 'superseded', generation: older })
   t.same(await redis.smembers(swap.keys.valid), ['NEWCODE1'])
-  t.equal(await redis.hget(swap.keys.meta, META.generation), newer)
-  t.equal(await redis.exists(swap.keys.staging(older)), 0, 'the older staging set is dropped')
+  t.equal(await redis.hget(swap.keys.meta, META.generation), older)
+  t.equal(await redis.exists(swap.keys.staging(newer)), 0, 'the staging set of older data is dropped')
+  t.same(await publish(swap, newer, ['OLDCODE1'], 5n), { state: 'superseded', generation: older }, 'the same manifests are not applied twice')
+})
+
+t.test('a run requested earlier whose manifests are newer is applied over a later run', async (t) => {
+  const { redis, swap } = await setup(t)
+  const earlier = newRunId(new Date(Date.now() - 1000))
+  const later = newRunId()
+  t.equal((await publish(swap, later, ['LATERRUN'], 3n)).state, 'applied')
+  t.equal((await publish(swap, earlier, ['EARLYRUN'], 6n)).state, 'applied')
+  t.same(await redis.smembers(swap.keys.valid), ['EARLYRUN'])
+  t.equal(await redis.hget(swap.keys.meta, META.generation), earlier)
+  t.equal(await redis.hget(swap.keys.meta, META.segmentsOffset), '6')
 })
 
 t.test('an empty valid set removes the live set and records a count of 0', async (t) => {
   const { redis, swap } = await setup(t)
-  await publish(swap, newRunId(new Date(Date.now() - 1000)), ['OLDCODE1'])
+  await publish(swap, newRunId(new Date(Date.now() - 1000)), ['OLDCODE1'], 1n)
   const runId = newRunId()
-  const outcome = await publish(swap, runId, [])
+  const outcome = await publish(swap, runId, [], 2n)
   t.equal(outcome.state, 'applied')
   t.equal(await redis.exists(swap.keys.valid), 0)
   t.equal(await redis.hget(swap.keys.meta, META.validCount), '0')
@@ -94,16 +110,16 @@ t.test('an empty valid set removes the live set and records a count of 0', async
 
 t.test('an incomplete staging set is never swapped in', async (t) => {
   const { redis, swap } = await setup(t)
-  await publish(swap, newRunId(new Date(Date.now() - 1000)), ['OLDCODE1'])
+  await publish(swap, newRunId(new Date(Date.now() - 1000)), ['OLDCODE1'], 1n)
   const runId = newRunId()
   await swap.stage(runId, packed(['NEWCODE1']))
-  await t.rejects(swap.swap({ runId, validCount: 2, segments: [], stagingMs: 0 }), { code: 'AGGREGATOR_STAGING_INCOMPLETE' })
+  await t.rejects(swap.swap({ runId, validCount: 2, segments: [], segmentsOffset: 2n, stagingMs: 0 }), { code: 'AGGREGATOR_STAGING_INCOMPLETE' })
   t.same(await redis.smembers(swap.keys.valid), ['OLDCODE1'])
 })
 
 t.test('leftover staging and retired sets are deleted, the live set is not', async (t) => {
   const { redis, swap } = await setup(t)
-  await publish(swap, newRunId(), ['LIVECODE'])
+  await publish(swap, newRunId(), ['LIVECODE'], 1n)
   await redis.sadd(swap.keys.staging('crashed'), 'PARTIAL1')
   await redis.sadd(swap.keys.retired('crashed'), 'RETIRED1')
   const deleted = await swap.deleteLeftovers()
@@ -123,7 +139,7 @@ t.test('run results are recorded with an expiry', async (t) => {
 
 t.test('swapMs is the staging time plus the atomic step, not the whole aggregation', async (t) => {
   const { redis, swap } = await setup(t)
-  const outcome = await publish(swap, '20260101T000000000Z-aaaaaaaa', ['OVER9000'], 1234)
+  const outcome = await publish(swap, '20260101T000000000Z-aaaaaaaa', ['OVER9000'], 1n, 1234)
   t.equal(outcome.state, 'applied')
   const swapMs = Number(await redis.hget(swap.keys.meta, META.swapMs))
   t.ok(swapMs >= 1234, `swapMs ${swapMs} includes the 1234 ms of staging it was given`)
