@@ -15,6 +15,7 @@ import { startApi } from '../src/api/server.js'
 import { loadConfig } from '../src/shared/config.js'
 import { createLogger } from '../src/shared/logger.js'
 import { META, redisKeys } from '../src/shared/redis-keys.js'
+import { deleteRedisPrefix } from '../test/helpers/test-env.js'
 
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'
 const randomCode = (length: number): string => Array.from(randomBytes(length), (byte) => ALPHABET[byte % ALPHABET.length]).join('')
@@ -120,12 +121,7 @@ async function main (): Promise<void> {
     console.log(`ratio    ${(apiResult.requests.average / ceilingResult.requests.average * 100).toFixed(1)} % of the bare-Fastify ceiling`)
   } finally {
     await Promise.all(children.map(stopChild))
-    let cursor = '0'
-    do {
-      const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
-      if (found.length > 0) await redis.unlink(...found)
-      cursor = next
-    } while (cursor !== '0')
+    await deleteRedisPrefix(redis, prefix)
     redis.disconnect()
   }
 }

@@ -2,7 +2,7 @@
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { gunzipSync, gzipSync } from 'node:zlib'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { generateCoupons, type AnswerKey } from '../../src/gen/generate-coupons.js'
 import { topicNames } from '../../src/shared/kafka.js'
 import { META, RUN_RESULT } from '../../src/shared/redis-keys.js'
@@ -10,7 +10,7 @@ import { newRunId, type PartitionRange } from '../../src/shared/segments.js'
 import { publishRunRecord } from '../../src/ingest/run-record.js'
 import { produceFile } from '../../src/ingest/produce-file.js'
 import { retryDelayMs } from '../../src/aggregator/aggregator.js'
-import { ingestRun, liveSet, runResult, setupPipeline, silent, startAggregator, waitFor } from '../helpers/aggregator-fixtures.js'
+import { ingestRun, liveSet, runResult, setupPipeline, silent, startAggregator, waitFor, type Pipeline } from '../helpers/aggregator-fixtures.js'
 
 const FILES = ['couponbase1.gz', 'couponbase2.gz', 'couponbase3.gz']
 
@@ -19,6 +19,22 @@ async function editFile (path: string, drop: string, add: string): Promise<void>
   const lines = gunzipSync(await readFile(path)).toString('latin1').split('\n').filter((line) => line !== '' && line !== drop)
   lines.push(add)
   await writeFile(path, gzipSync(Buffer.from(lines.join('\n') + '\n', 'latin1')))
+}
+
+/** Writes a small file of the given codes into the pipeline's data folder. */
+async function writeCodes (pipeline: Pipeline, file: string, codes: string[]): Promise<void> {
+  await writeFile(join(pipeline.dir, file), gzipSync(Buffer.from(codes.join('\n') + '\n')))
+}
+
+/** Three small files whose valid set is SHARED01 and SHARED02, ingested and applied as a first run. */
+async function applySmallBaseline (t: Test, pipeline: Pipeline): Promise<{ runId: string }> {
+  await writeCodes(pipeline, FILES[0], ['SHARED01', 'SHARED02', 'ONLYONE1'])
+  await writeCodes(pipeline, FILES[1], ['SHARED01', 'SHARED02', 'ONLYTWO1'])
+  await writeCodes(pipeline, FILES[2], ['SHARED02', 'ONLYTHRE'])
+  await startAggregator(t, pipeline.config)
+  const first = await ingestRun(pipeline, FILES)
+  t.equal((await runResult(pipeline, first.runId)).state, 'applied')
+  return first
 }
 
 t.test('a run of three generated files publishes exactly the answer key, with its meta', async (t) => {
@@ -83,20 +99,12 @@ t.test('re-ingesting one file changes exactly its codes and frees the old segmen
 
 t.test('a manifest whose counts do not match its records fails the run and swaps nothing', async (t) => {
   const pipeline = await setupPipeline(t, 'agg-mismatch')
-  const write = async (file: string, codes: string[]): Promise<void> => {
-    await writeFile(join(pipeline.dir, file), gzipSync(Buffer.from(codes.join('\n') + '\n')))
-  }
-  await write(FILES[0], ['SHARED01', 'SHARED02', 'ONLYONE1'])
-  await write(FILES[1], ['SHARED01', 'SHARED02', 'ONLYTWO1'])
-  await write(FILES[2], ['SHARED02', 'ONLYTHRE'])
-  await startAggregator(t, pipeline.config)
-  const first = await ingestRun(pipeline, FILES)
-  t.equal((await runResult(pipeline, first.runId)).state, 'applied')
+  const first = await applySmallBaseline(t, pipeline)
   t.same(await liveSet(pipeline), ['SHARED01', 'SHARED02'])
 
   // A new file 3 that would make ONLYONE1 valid, produced before its run record is published so
   // that the run is decided only after a manifest claiming one more code than the records hold.
-  await write(FILES[2], ['ONLYONE1', 'ONLYTHRE'])
+  await writeCodes(pipeline, FILES[2], ['ONLYONE1', 'ONLYTHRE'])
   const runId = newRunId()
   const manifest = await produceFile({ config: pipeline.config, kafka: pipeline.kafka, logger: silent, file: FILES[2], runId })
   const range = manifest.partitions.find((r) => r.codes > 0) as PartitionRange
@@ -141,19 +149,11 @@ t.test('a partial set is never published: a run with configured files never inge
 
 t.test('a run requested first but completed last is applied over a later run, and its data is not dropped', async (t) => {
   const pipeline = await setupPipeline(t, 'agg-order')
-  const write = async (file: string, codes: string[]): Promise<void> => {
-    await writeFile(join(pipeline.dir, file), gzipSync(Buffer.from(codes.join('\n') + '\n')))
-  }
   const produce = async (file: string, runId: string, codes: string[]): Promise<void> => {
-    await write(file, codes)
+    await writeCodes(pipeline, file, codes)
     await produceFile({ config: pipeline.config, kafka: pipeline.kafka, logger: silent, file, runId })
   }
-  await write(FILES[0], ['SHARED01', 'SHARED02', 'ONLYONE1'])
-  await write(FILES[1], ['SHARED01', 'SHARED02', 'ONLYTWO1'])
-  await write(FILES[2], ['SHARED02', 'ONLYTHRE'])
-  await startAggregator(t, pipeline.config)
-  const first = await ingestRun(pipeline, FILES)
-  t.equal((await runResult(pipeline, first.runId)).state, 'applied')
+  await applySmallBaseline(t, pipeline)
 
   // Run A (all files) is requested before run B (file 1 only); B's file 1 lands after A's file 1
   // but before A's files 2 and 3, so B completes (and is applied) first.
