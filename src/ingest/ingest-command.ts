@@ -9,8 +9,11 @@ import { checkRunFiles, loadConfig, type Config } from '../shared/config.js'
 import { CouponsError } from '../shared/errors.js'
 import { createKafka } from '../shared/kafka.js'
 import { createLogger } from '../shared/logger.js'
+import { createRedis } from '../shared/redis.js'
+import { redisKeys } from '../shared/redis-keys.js'
 import { progressBars } from '../shared/progress-bar.js'
 import { newRunId } from '../shared/segments.js'
+import { withFileLock } from './file-lock.js'
 import { produceFile } from './produce-file.js'
 import { publishRunRecord } from './run-record.js'
 
@@ -38,6 +41,10 @@ export async function ingestCommand (argv: string[]): Promise<void> {
   const targets = resolveIngestArgs(config, argv)
   const logger = createLogger(config.logLevel, 'ingest')
   const kafka = createKafka(config, logger, 'coupons-ingest-cli')
+  // The per-file lock the workers take too: a cron ingest never produces a file at the same time as
+  // a queued job (the aggregator's clean-up could otherwise delete the other production's start).
+  const redis = createRedis(config.redisUrl, 'worker', logger)
+  const keys = redisKeys(config.redisPrefix)
   const abort = new AbortController()
   let work: Promise<void> = Promise.resolve()
   // close-with-grace exits 0 once this handler returns: wait for the productions to abort, settle
@@ -54,16 +61,17 @@ export async function ingestCommand (argv: string[]): Promise<void> {
     const runId = newRunId()
     await publishRunRecord(kafka, config, { type: 'run', runId, files: targets.map((t) => t.file), requestedAt: new Date().toISOString(), source: 'cli' })
     logger.info({ runId, files: targets.map((t) => t.file) }, 'run published')
-    const results = await Promise.allSettled(targets.map(({ file, path }) => produceFile({
+    const onWait = (file: string) => () => { logger.info({ file }, 'another production of this file is running; waiting for it') }
+    const results = await Promise.allSettled(targets.map(async ({ file, path }) => await withFileLock(redis, keys.ingestLock(file), { signal: abort.signal, onWait: onWait(file) }, async (signal) => await produceFile({
       config,
       kafka,
       logger,
       file,
       path,
       runId,
-      signal: abort.signal,
+      signal,
       onProgress: (p) => { bars.update(file, Math.round(p.bytesRead / MB), Math.max(1, Math.round(p.bytesTotal / MB))) }
-    })))
+    }))))
     bars.stop()
     const failed: Error[] = []
     for (const result of results) {
@@ -81,5 +89,6 @@ export async function ingestCommand (argv: string[]): Promise<void> {
     await work
   } finally {
     grace.uninstall()
+    redis.disconnect()
   }
 }

@@ -11,7 +11,7 @@ import { isCouponsError } from '../shared/errors.js'
 import { createKafka } from '../shared/kafka.js'
 import { createLogger, type Logger } from '../shared/logger.js'
 import { createRedis } from '../shared/redis.js'
-import { acquireFileLock } from './file-lock.js'
+import { withFileLock } from '../ingest/file-lock.js'
 import { fileLockKey, SANDBOX_CONFIG_ENV, type FileJobData, type FileJobResult } from './ingest-jobs.js'
 
 interface Sandbox { config: Config, logger: Logger, kafka: Kafka, redis: Redis }
@@ -36,30 +36,22 @@ export default async function processFileJob (job: SandboxedJob<FileJobData, Fil
   try {
     // Visible in the job before any record is written: a failed attempt names its segment too.
     await job.updateData({ ...job.data, segmentId })
-    const lock = await acquireFileLock(redis, fileLockKey(config, file), {
-      signal,
-      onWait: () => {
-        log.info('another run is producing this file; waiting for it')
-        Promise.resolve(job.log(`waiting for another run's job producing ${file}`)).catch(() => {})
-      }
-    })
-    try {
-      const manifest = await produceFile({
-        config,
-        kafka,
-        logger: log,
-        file,
-        runId,
-        segmentId,
-        // A producer that lost its lock stops before the manifest, like one whose worker closes.
-        signal: signal === undefined ? lock.signal : AbortSignal.any([signal, lock.signal]),
-        onProgress: (progress) => { job.updateProgress(progress).catch(() => {}) }
-      })
-      const { partitions: _partitions, type: _type, ...result } = manifest
-      return result
-    } finally {
-      await lock.release()
+    const onWait = (): void => {
+      log.info('another production of this file is running; waiting for it')
+      Promise.resolve(job.log(`waiting for another production of ${file}`)).catch(() => {})
     }
+    const manifest = await withFileLock(redis, fileLockKey(config, file), { signal, onWait }, async (lockedSignal) => await produceFile({
+      config,
+      kafka,
+      logger: log,
+      file,
+      runId,
+      segmentId,
+      signal: lockedSignal,
+      onProgress: (progress) => { job.updateProgress(progress).catch(() => {}) }
+    }))
+    const { partitions: _partitions, type: _type, ...result } = manifest
+    return result
   } catch (err) {
     // The worker is closing and cancelled this job: give it back to the queue without spending an
     // attempt (nothing was published; the next attempt is a fresh segment).

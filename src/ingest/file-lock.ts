@@ -1,5 +1,6 @@
-// A Redis lock per file, held while a file job produces it: a run started while another run's job
-// for the same file is still active waits for it instead of producing the file twice at once.
+// A Redis lock per file, held while a file is produced (by a queued job or `coupons ingest`): a
+// production started while another of the same file is still active waits for it instead of
+// producing the file twice at once.
 // (Each attempt has its own segment anyway, so even without the lock two productions could never
 // mix into one segment; the lock saves the duplicate work and keeps the order of runs.)
 // The lock expires unless renewed, so a crashed holder frees it within LOCK_TTL_MS; a holder that
@@ -46,5 +47,18 @@ export async function acquireFileLock (redis: Redis, key: string, options: { sig
       clearInterval(timer)
       await redis.eval(RELEASE, 1, key, token).catch(() => {})
     }
+  }
+}
+
+/**
+ * Runs `work` while holding the file's lock. `work` gets a signal that aborts when the caller's
+ * does or when the lock is lost: a producer that lost its lock stops before writing a manifest.
+ */
+export async function withFileLock<T> (redis: Redis, key: string, options: { signal?: AbortSignal, onWait?: () => void }, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const lock = await acquireFileLock(redis, key, options)
+  try {
+    return await work(options.signal === undefined ? lock.signal : AbortSignal.any([options.signal, lock.signal]))
+  } finally {
+    await lock.release()
   }
 }
