@@ -107,7 +107,7 @@ t.test('a job waits while another run holds its file, then produces it', async (
   const waiting = await runs.getRun(started.runId)
   t.equal(waiting?.files[0].state, 'active', 'the job is active')
   t.equal(waiting?.files[0].progress, null, 'and has produced nothing')
-  t.match((await queue.getJobLogs(jobId)).logs[0], /waiting for another run/)
+  t.match((await queue.getJobLogs(jobId)).logs[0], /waiting for another production of couponbase1.gz/)
   await lock.release()
   const run = await waitForRun(runs, started.runId, (view) => view.state === 'completed' || view.state === 'failed')
   t.equal(run.state, 'completed', 'then it completes')
