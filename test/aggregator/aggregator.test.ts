@@ -10,7 +10,8 @@ import { newRunId, type PartitionRange } from '../../src/shared/segments.js'
 import { publishRunRecord } from '../../src/ingest/run-record.js'
 import { produceFile } from '../../src/ingest/produce-file.js'
 import { retryDelayMs } from '../../src/aggregator/aggregator.js'
-import { ingestRun, liveSet, runResult, setupPipeline, silent, startAggregator, waitFor, type Pipeline } from '../helpers/aggregator-fixtures.js'
+import { ingestRun, liveSet, runResult, setupPipeline, startAggregator, waitFor, type Pipeline } from '../helpers/aggregator-fixtures.js'
+import { silentLogger } from '../helpers/test-env.js'
 
 const FILES = ['couponbase1.gz', 'couponbase2.gz', 'couponbase3.gz']
 
@@ -106,7 +107,7 @@ t.test('a manifest whose counts do not match its records fails the run and swaps
   // that the run is decided only after a manifest claiming one more code than the records hold.
   await writeCodes(pipeline, FILES[2], ['ONLYONE1', 'ONLYTHRE'])
   const runId = newRunId()
-  const manifest = await produceFile({ config: pipeline.config, kafka: pipeline.kafka, logger: silent, file: FILES[2], runId })
+  const manifest = await produceFile({ config: pipeline.config, kafka: pipeline.kafka, logger: silentLogger, file: FILES[2], runId })
   const range = manifest.partitions.find((r) => r.codes > 0) as PartitionRange
   const lying = { ...manifest, partitions: manifest.partitions.map((r) => r === range ? { ...r, codes: r.codes + 1 } : r) }
   await publishRunRecord(pipeline.kafka, pipeline.config, lying)
@@ -151,7 +152,7 @@ t.test('a run requested first but completed last is applied over a later run, an
   const pipeline = await setupPipeline(t, 'agg-order')
   const produce = async (file: string, runId: string, codes: string[]): Promise<void> => {
     await writeCodes(pipeline, file, codes)
-    await produceFile({ config: pipeline.config, kafka: pipeline.kafka, logger: silent, file, runId })
+    await produceFile({ config: pipeline.config, kafka: pipeline.kafka, logger: silentLogger, file, runId })
   }
   await applySmallBaseline(t, pipeline)
 

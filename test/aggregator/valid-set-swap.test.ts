@@ -1,12 +1,11 @@
 import t, { type Test } from 'tap'
 import { Redis } from 'ioredis'
-import { pino } from 'pino'
 import { packCode } from '../../src/shared/code-packing.js'
 import { META, RUN_RESULT } from '../../src/shared/redis-keys.js'
 import { newRunId } from '../../src/shared/segments.js'
 import type { PackedCodes } from '../../src/aggregator/partition-state.js'
 import { ValidSetSwap } from '../../src/aggregator/valid-set-swap.js'
-import { deleteRedisPrefix, testConfig } from '../helpers/test-env.js'
+import { deleteRedisPrefix, silentLogger, testConfig } from '../helpers/test-env.js'
 import { waitFor } from '../../scripts/lib/wait-for.js'
 
 function packed (codes: string[]): PackedCodes {
@@ -19,7 +18,7 @@ async function setup (t: Test): Promise<{ redis: Redis, swap: ValidSetSwap }> {
   const config = testConfig('swap')
   const redis = new Redis(config.redisUrl)
   t.teardown(async () => { await deleteRedisPrefix(redis, config.redisPrefix); await redis.quit() })
-  return { redis, swap: new ValidSetSwap(redis, config.redisPrefix, pino({ level: 'silent' })) }
+  return { redis, swap: new ValidSetSwap(redis, config.redisPrefix, silentLogger) }
 }
 
 /** Stages and swaps `codes` as computed from manifests up to coupons.segments offset `segmentsOffset`. */

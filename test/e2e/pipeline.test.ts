@@ -16,8 +16,8 @@ import { generateCoupons } from '../../src/gen/generate-coupons.js'
 import { loadConfig } from '../../src/shared/config.js'
 import { freePort } from '../helpers/api-env.js'
 import { deleteRedisPrefix, deleteTopics, testKafka, uniqueName } from '../helpers/test-env.js'
+import { REAL_VALID } from '../helpers/real-codes.js'
 
-const REAL_VALID = ['BIRTHDAY', 'BUYGETON', 'FIFTYOFF', 'FREEZAAA', 'GNULINUX', 'HAPPYHRS', 'OVER9000', 'SIXTYOFF']
 const REAL_INVALID = ['SUPER100', 'MOODYHRS', 'HAPPYHOURS', 'BUYGETONE', 'OVER900000', 'happyhrs']
 
 async function readAll (path: string): Promise<Buffer> {

@@ -6,8 +6,7 @@ import { createGunzip } from 'node:zlib'
 import t from 'tap'
 import { FILE_SHAPES } from '../../src/gen/coupon-files.js'
 import { generateCoupons, type AnswerKey } from '../../src/gen/generate-coupons.js'
-
-const REAL_VALID = ['BIRTHDAY', 'BUYGETON', 'FIFTYOFF', 'FREEZAAA', 'GNULINUX', 'HAPPYHRS', 'OVER9000', 'SIXTYOFF']
+import { REAL_VALID } from '../helpers/real-codes.js'
 
 /** Reads a generated file back line by line (small scales only: keeps a Map of every line). */
 async function readBack (path: string): Promise<{ lines: string[], counts: Map<string, number> }> {

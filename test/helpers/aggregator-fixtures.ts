@@ -8,7 +8,6 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { Redis } from 'ioredis'
 import type { Kafka } from 'kafkajs'
-import { pino } from 'pino'
 import type { Test } from 'tap'
 import { produceFile } from '../../src/ingest/produce-file.js'
 import { publishRunRecord } from '../../src/ingest/run-record.js'
@@ -16,10 +15,8 @@ import type { Config } from '../../src/shared/config.js'
 import { redisKeys, type RedisKeys } from '../../src/shared/redis-keys.js'
 import { newRunId, type SegmentManifest } from '../../src/shared/segments.js'
 import { Aggregator } from '../../src/aggregator/aggregator.js'
-import { deleteRedisPrefix, deleteTopics, testConfig, testKafka } from './test-env.js'
+import { deleteRedisPrefix, deleteTopics, silentLogger, testConfig, testKafka } from './test-env.js'
 import { waitFor } from '../../scripts/lib/wait-for.js'
-
-export const silent = pino({ level: 'silent' })
 
 export interface Pipeline {
   dir: string
@@ -61,12 +58,12 @@ export async function ingestRun (pipeline: Pipeline, files: string[], runId = ne
   const { config, kafka } = pipeline
   await publishRunRecord(kafka, config, { type: 'run', runId, files, requestedAt: new Date().toISOString(), source: 'cli' })
   const manifests: SegmentManifest[] = []
-  for (const file of files) manifests.push(await produceFile({ config, kafka, logger: silent, file, runId }))
+  for (const file of files) manifests.push(await produceFile({ config, kafka, logger: silentLogger, file, runId }))
   return { runId, manifests }
 }
 
 export async function startAggregator (t: Test, config: Config): Promise<Aggregator> {
-  const aggregator = new Aggregator({ config, logger: silent })
+  const aggregator = new Aggregator({ config, logger: silentLogger })
   t.teardown(() => aggregator.close())
   await aggregator.start()
   return aggregator

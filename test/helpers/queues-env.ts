@@ -4,13 +4,10 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
-import { pino } from 'pino'
 import type { Test } from 'tap'
 import { IngestRuns } from '../../src/queues/ingest-runs.js'
 import { createIngestWorker } from '../../src/queues/ingest-worker.js'
-import { deleteRedisPrefix, deleteTopics, testConfig, testKafka } from './test-env.js'
-
-export const silentLogger = pino({ level: 'silent' })
+import { deleteRedisPrefix, deleteTopics, silentLogger, testConfig, testKafka } from './test-env.js'
 
 export async function queueStack (t: Test, label: string, env: NodeJS.ProcessEnv = {}) {
   const dir = await mkdtemp(join(tmpdir(), `queues-${label}-`))

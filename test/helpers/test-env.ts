@@ -3,7 +3,11 @@
 import { randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { Kafka, logLevel } from 'kafkajs'
+import { pino } from 'pino'
 import { loadConfig, type Config } from '../../src/shared/config.js'
+
+/** For code under test that wants a logger and tests that want quiet. */
+export const silentLogger = pino({ level: 'silent' })
 
 export function uniqueName (label: string): string {
   return `test-${label}-${randomBytes(4).toString('hex')}`

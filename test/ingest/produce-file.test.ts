@@ -5,17 +5,16 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
-import { pino } from 'pino'
 import t, { type Test } from 'tap'
 import { generateCoupons } from '../../src/gen/generate-coupons.js'
 import { produceFile, type IngestProgress } from '../../src/ingest/produce-file.js'
 import { isCouponsError } from '../../src/shared/errors.js'
 import { topicNames } from '../../src/shared/kafka.js'
 import { newRunId } from '../../src/shared/segments.js'
-import { deleteTopics, testConfig, testKafka } from '../helpers/test-env.js'
+import { deleteTopics, silentLogger, testConfig, testKafka } from '../helpers/test-env.js'
 import { codesOfSegment, expectedCodes, readManifests, readTopic } from '../helpers/ingest-read.js'
 
-const logger = pino({ level: 'silent' })
+const logger = silentLogger
 
 async function setup (t: Test, label: string) {
   const dir = await mkdtemp(join(tmpdir(), `ingest-${label}-`))

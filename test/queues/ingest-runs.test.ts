@@ -2,18 +2,17 @@
 // process starts, goes away with INGEST_CRON=off, and its jobs start real runs.
 import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
-import { pino } from 'pino'
 import t from 'tap'
 import { generateCoupons } from '../../src/gen/generate-coupons.js'
 import { bullPrefix, RUNS_QUEUE } from '../../src/queues/ingest-jobs.js'
 import { IngestRuns } from '../../src/queues/ingest-runs.js'
 import { topicNames } from '../../src/shared/kafka.js'
 import { redisKeys, RUN_RESULT } from '../../src/shared/redis-keys.js'
-import { deleteRedisPrefix, deleteTopics, testConfig, testKafka } from '../helpers/test-env.js'
+import { deleteRedisPrefix, deleteTopics, silentLogger, testConfig, testKafka } from '../helpers/test-env.js'
 import { readSegments } from '../helpers/ingest-read.js'
 import { queueStack } from '../helpers/queues-env.js'
 
-const logger = pino({ level: 'silent' })
+const logger = silentLogger
 
 t.test('the daily scheduler is created once however many times the process starts', async (t) => {
   const base = testConfig('sched', { INGEST_CRON: '0 3 * * *', INGEST_TZ: 'Europe/Paris' })
