@@ -100,7 +100,8 @@ async function aggregate (): Promise<void> {
   const swap = new ValidSetSwap(redis, config.redisPrefix, logger)
   try {
     // The cleanup step only deletes records before these segments, so the next run can reuse them.
-    const stats = await aggregateRun({ config, kafka, admin, swap, logger, runId: newRunId(), segments: manifests })
+    // A fresh Redis prefix has nothing applied to be fresher than, so any offset will do.
+    const stats = await aggregateRun({ config, kafka, admin, swap, logger, runId: newRunId(), segments: manifests, segmentsOffset: 0n })
     const live = (await redis.smembers(swap.keys.valid)).sort()
     const rss = process.resourceUsage().maxRSS * 1024
     const seconds = stats.ms.total / 1000

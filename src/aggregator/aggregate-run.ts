@@ -22,11 +22,8 @@ export interface AggregateRunOptions {
   runId: string
   /** the current segment of every configured file */
   segments: SegmentManifest[]
-  /**
-   * coupons.segments offset of the newest of those manifests; omitted only by one-off callers
-   * that own their Redis prefix (bench), whose swap then applies unconditionally
-   */
-  segmentsOffset?: bigint
+  /** coupons.segments offset of the newest of those manifests: the set's freshness */
+  segmentsOffset: bigint
   signal?: AbortSignal
   pause?: (point: PausePoint) => Promise<void>
 }
@@ -104,7 +101,7 @@ export async function aggregateRun (options: AggregateRunOptions): Promise<RunSt
     runId,
     validCount,
     segments: used,
-    segmentsOffset: segmentsOffset ?? null,
+    segmentsOffset,
     stagingMs: ms.stage,
     afterExec: pause === undefined ? undefined : async () => { await pause('after-exec') }
   })

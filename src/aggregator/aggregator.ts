@@ -15,7 +15,7 @@ import { decodeSegmentsRecord, type SegmentManifest } from '../shared/segments.j
 import { aggregateRun, type PausePoint, type RunStats } from './aggregate-run.js'
 import { MAX_FILES } from './partition-state.js'
 import { SegmentsView, decideRuns, type ReadyRun } from './segments-view.js'
-import { ValidSetSwap, type AppliedState } from './valid-set-swap.js'
+import { ValidSetSwap } from './valid-set-swap.js'
 
 const RETRY_DELAY_MS = 5000
 const MAX_RETRY_DELAY_MS = 60_000
@@ -133,7 +133,7 @@ export class Aggregator {
   async #evaluate (): Promise<void> {
     const swap = this.#swap as ValidSetSwap
     const applied = await swap.applied()
-    const appliedOffset = applied.segmentsOffset ?? this.#legacyAppliedOffset(applied)
+    const appliedOffset = applied.segmentsOffset
     const ready: ReadyRun[] = []
     for (const runId of this.#view.readyRuns()) {
       if (!this.#finished.has(runId) && await swap.hasResult(runId)) this.#finished.add(runId)
@@ -150,19 +150,6 @@ export class Aggregator {
       // Older ready runs are superseded now.
       this.#dirty = true
     }
-  }
-
-  /**
-   * A meta hash written before `segmentsOffset` existed: the newest manifest among the segments
-   * it lists. Null (everything counts as newer) when the topic no longer holds them.
-   */
-  #legacyAppliedOffset (applied: AppliedState): bigint | null {
-    let newest: bigint | null = null
-    for (const { segmentId } of applied.segments) {
-      const offset = this.#view.segmentOffset(segmentId)
-      if (offset !== undefined && (newest === null || offset > newest)) newest = offset
-    }
-    return newest
   }
 
   async #applyRun (runId: string): Promise<void> {

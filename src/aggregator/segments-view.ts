@@ -17,8 +17,6 @@ export class SegmentsView {
   readonly #runManifests = new Map<string, Map<string, PlacedManifest>>()
   /** file -> its current segment */
   readonly #current = new Map<string, PlacedManifest>()
-  /** segmentId -> offset of its (latest) manifest */
-  readonly #segmentOffsets = new Map<string, bigint>()
 
   apply (record: SegmentsRecord, offset: bigint): void {
     if (record.type === 'run') {
@@ -27,7 +25,6 @@ export class SegmentsView {
     }
     const placed = { manifest: record, offset }
     this.#current.set(record.file, placed)
-    this.#segmentOffsets.set(record.segmentId, offset)
     let manifests = this.#runManifests.get(record.runId)
     if (manifests === undefined) {
       manifests = new Map()
@@ -64,11 +61,6 @@ export class SegmentsView {
   /** The current segment of a file and its offset, or undefined for a file never ingested. */
   current (file: string): PlacedManifest | undefined {
     return this.#current.get(file)
-  }
-
-  /** The offset of a segment's manifest, when the topic still holds it. */
-  segmentOffset (segmentId: string): bigint | undefined {
-    return this.#segmentOffsets.get(segmentId)
   }
 }
 

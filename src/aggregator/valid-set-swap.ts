@@ -30,11 +30,8 @@ export interface SwapOptions {
   runId: string
   validCount: number
   segments: SegmentUsed[]
-  /**
-   * coupons.segments offset of the newest manifest the set was computed from (its freshness);
-   * null when unknown (bench): no freshness check, and the meta field is removed
-   */
-  segmentsOffset: bigint | null
+  /** coupons.segments offset of the newest manifest the set was computed from (its freshness) */
+  segmentsOffset: bigint
   /** time already spent writing the staging set; `swapMs` = this + the atomic step */
   stagingMs: number
   /** test hook, awaited right after EXEC (before the retired set is unlinked) */
@@ -43,7 +40,7 @@ export interface SwapOptions {
 
 export interface AppliedState {
   generation: string | null
-  /** null when nothing was applied, or when the meta hash predates this field */
+  /** null when nothing was applied */
   segmentsOffset: bigint | null
   segments: SegmentUsed[]
 }
@@ -132,9 +129,8 @@ export class ValidSetSwap {
       const [[generation, appliedOffset], liveExists, staged] = await Promise.all([
         redis.hmget(meta, META.generation, META.segmentsOffset), redis.exists(valid), redis.scard(staging)
       ])
-      // A meta hash without segmentsOffset predates it: the aggregator's own check decided.
       const offset = options.segmentsOffset
-      if (generation !== null && appliedOffset !== null && offset !== null && offset <= BigInt(appliedOffset)) {
+      if (generation !== null && appliedOffset !== null && offset <= BigInt(appliedOffset)) {
         await redis.unwatch()
         await redis.unlink(staging)
         return { state: 'superseded', generation }
@@ -155,9 +151,8 @@ export class ValidSetSwap {
         [META.validCount]: validCount,
         [META.swapMs]: swapMs,
         [META.segments]: JSON.stringify(segments),
-        ...(offset === null ? {} : { [META.segmentsOffset]: offset.toString() })
+        [META.segmentsOffset]: offset.toString()
       })
-      if (offset === null) multi.hdel(meta, META.segmentsOffset)
       const result = this.keys.runResult(runId)
       multi.del(result)
       multi.hset(result, { [RUN_RESULT.state]: 'applied', [RUN_RESULT.appliedAt]: appliedAt, [RUN_RESULT.validCount]: validCount, [RUN_RESULT.swapMs]: swapMs })
