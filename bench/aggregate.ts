@@ -21,6 +21,7 @@ import { newRunId, type SegmentManifest } from '../src/shared/segments.js'
 import { aggregateRun } from '../src/aggregator/aggregate-run.js'
 import { ValidSetSwap } from '../src/aggregator/valid-set-swap.js'
 import { benchData, benchDataDir } from './lib/bench-data.js'
+import { deleteRedisPrefix } from '../test/helpers/test-env.js'
 
 const { values } = parseArgs({
   options: {
@@ -114,8 +115,7 @@ async function aggregate (): Promise<void> {
       `  peak RSS: ${mb(rss)}`
     ].join('\n'))
   } finally {
-    const results = await redis.keys(`${config.redisPrefix}*`)
-    if (results.length > 0) await redis.unlink(...results)
+    await deleteRedisPrefix(redis, config.redisPrefix)
     await redis.quit()
     await admin.disconnect()
   }

@@ -81,7 +81,6 @@ export async function fileSize (file: string, path: string): Promise<number> {
     if (stats.size === 0) throw new CouponsError('INGEST_TRUNCATED_GZIP', `${file}: 0 bytes, not even a gzip header (a copy still in progress?)`)
     return stats.size
   } catch (err) {
-    if (isCouponsError(err)) throw err
     throw readError(file, path, err, null)
   }
 }
