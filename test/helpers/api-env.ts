@@ -9,7 +9,7 @@ import { buildApp, type App, type BuildAppOptions } from '../../src/api/app.js'
 import type { Config } from '../../src/shared/config.js'
 import { createLogger } from '../../src/shared/logger.js'
 import { META, redisKeys } from '../../src/shared/redis-keys.js'
-import { deleteRedisPrefix, testConfig } from './test-env.js'
+import { deleteRedisPrefix, deleteTopics, testConfig, testKafka } from './test-env.js'
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef'
 
@@ -34,6 +34,8 @@ export async function testApp (t: Teardown, env: NodeJS.ProcessEnv = {}, options
       // A throwaway redis-server may already be gone, and its data with it.
       if (redis.status === 'wait') await redis.connect().catch(() => {})
       if (redis.status === 'ready') await deleteRedisPrefix(redis, config.redisPrefix).catch(() => {})
+      // POST /admin/ingest creates the segments topic under the test's prefix.
+      await deleteTopics(testKafka(config), config.kafkaTopicPrefix)
     } finally {
       redis.disconnect()
     }

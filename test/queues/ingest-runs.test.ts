@@ -91,7 +91,14 @@ t.test('a run of files that are not configured is refused before anything is wri
   const config = testConfig('unknown')
   const kafka = testKafka(config)
   const runs = new IngestRuns({ config, logger })
-  t.teardown(async () => { await runs.close(); await deleteTopics(kafka, config.kafkaTopicPrefix) })
+  const redis = new Redis(config.redisUrl)
+  t.teardown(async () => {
+    await runs.close()
+    await deleteTopics(kafka, config.kafkaTopicPrefix)
+    // BullMQ writes its queues' meta keys as soon as they are created.
+    await deleteRedisPrefix(redis, config.redisPrefix)
+    redis.disconnect()
+  })
   await t.rejects(runs.startRun(['../secret.gz'], 'admin'), { code: 'INGEST_UNKNOWN_FILE' })
   await t.rejects(runs.startRun([], 'admin'), { code: 'INGEST_NO_FILES' })
   t.same(await readSegments(kafka, topicNames(config).segments), [])
