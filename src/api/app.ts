@@ -52,7 +52,8 @@ export function buildApp (options: BuildAppOptions) {
     }
     // Client errors explain themselves; server errors never show internals.
     const message = status < 500 || err instanceof HttpError ? err.message : STATUS_CODES[status] ?? 'Error'
-    return reply.code(status).send({ statusCode: status, error: STATUS_CODES[status] ?? 'Error', message })
+    const code = err instanceof HttpError ? err.code : undefined
+    return reply.code(status).send({ statusCode: status, error: STATUS_CODES[status] ?? 'Error', ...(code !== undefined ? { code } : {}), message })
   })
 
   app.register(swagger, {

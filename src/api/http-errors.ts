@@ -5,12 +5,15 @@ export class HttpError extends Error {
   readonly statusCode: number
   /** seconds, sent as Retry-After */
   readonly retryAfter: number | undefined
+  /** a stable machine-readable reason, sent in the body beside the message (e.g. SOLD_OUT) */
+  readonly code: string | undefined
 
-  constructor (statusCode: number, message: string, options: { cause?: unknown, retryAfter?: number } = {}) {
+  constructor (statusCode: number, message: string, options: { cause?: unknown, retryAfter?: number, code?: string } = {}) {
     super(message, { cause: options.cause })
     this.name = 'HttpError'
     this.statusCode = statusCode
     this.retryAfter = options.retryAfter
+    this.code = options.code
   }
 }
 

@@ -6,6 +6,7 @@ import { Type, type Static } from 'typebox'
 export const ErrorResponse = Type.Object({
   statusCode: Type.Integer({ examples: [400] }),
   error: Type.String({ examples: ['Bad Request'] }),
+  code: Type.Optional(Type.String({ description: 'A stable reason for clients to branch on, where the status alone does not say it', examples: ['SOLD_OUT'] })),
   message: Type.String({ examples: ['a code is 8 to 10 ASCII letters or digits'] })
 }, { description: 'What went wrong; internals are never shown' })
 export type ErrorResponse = Static<typeof ErrorResponse>
