@@ -1,5 +1,6 @@
 // One configuration schema for every process (api, worker, aggregator, CLI tools), read from the
 // environment once at start-up. Bad input fails fast with the variable's name.
+import { hostname } from 'node:os'
 import envSchema from 'env-schema'
 import { Type, type Static } from 'typebox'
 import { CouponsError } from './errors.js'
@@ -33,6 +34,12 @@ export const EnvSchema = Type.Object({
   RATE_LIMIT_WINDOW_MS: Type.Integer({ default: 60_000, minimum: 1000, description: 'Window of RATE_LIMIT_MAX' }),
   TRUST_PROXY: Type.String({ default: 'false', pattern: '^(true|false|[0-9A-Fa-f.:/]+(,[0-9A-Fa-f.:/]+)*)$', description: 'Behind a reverse proxy: true (trust every hop) or the proxies\' addresses/CIDRs; the client IP (rate limit, logs) then comes from X-Forwarded-For' }),
   AGGREGATOR_PAUSE_AT: Type.Optional(Type.Union(['reading', 'staging', 'after-exec'].map((point) => Type.Literal(point)), { description: 'Tests only: the aggregator logs "paused" and waits at this point of its first run, so a test can kill it there' })),
+  DATABASE_URL: Type.String({ default: 'postgres://postgres@127.0.0.1:5432/coupons', pattern: '^postgres(ql)?://', description: 'PostgreSQL of the flash-sale coupons (the source of truth for their stock and claims)' }),
+  EVENT_DRIVEN_ENABLED: Type.Boolean({ default: true, description: 'Flash sale: true sends each request through Kafka to the flash-sale consumer; false applies it to PostgreSQL from the api directly' }),
+  INSTANCE_ID: Type.Optional(Type.String({ minLength: 1, maxLength: 100, pattern: '^[A-Za-z0-9._-]+$', description: 'Names this api instance\'s reply topic coupon.reply.<INSTANCE_ID>; default: the host name' })),
+  FLASH_SALE_REPLY_TIMEOUT_MS: Type.Integer({ default: 3000, minimum: 100, maximum: 60_000, description: 'How long the api waits for the flash-sale consumer\'s reply before answering 503' }),
+  FLASH_SALE_MAX_ATTEMPTS: Type.Integer({ default: 5, minimum: 1, maximum: 20, description: 'Attempts of a flash-sale request on transient PostgreSQL failures before it goes to the dead-letter topic' }),
+  FLASH_SALE_RETRY_DELAY_MS: Type.Integer({ default: 500, minimum: 10, maximum: 60_000, description: 'First retry delay of a flash-sale request; doubles with each attempt' }),
   LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)), { default: 'info', description: 'pino level of every process (KafkaJS logs follow it)' })
 })
 
@@ -62,6 +69,12 @@ export interface Config {
   trustProxy: boolean | string
   /** tests only: where the aggregator waits to be killed */
   aggregatorPauseAt: 'reading' | 'staging' | 'after-exec' | null
+  databaseUrl: string
+  eventDrivenEnabled: boolean
+  instanceId: string
+  flashSaleReplyTimeoutMs: number
+  flashSaleMaxAttempts: number
+  flashSaleRetryDelayMs: number
   logLevel: Env['LOG_LEVEL']
 }
 
@@ -103,6 +116,12 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     rateLimitWindowMs: raw.RATE_LIMIT_WINDOW_MS,
     trustProxy: raw.TRUST_PROXY === 'true' ? true : raw.TRUST_PROXY === 'false' ? false : raw.TRUST_PROXY,
     aggregatorPauseAt: (raw.AGGREGATOR_PAUSE_AT as Config['aggregatorPauseAt'] | undefined) ?? null,
+    databaseUrl: raw.DATABASE_URL,
+    eventDrivenEnabled: raw.EVENT_DRIVEN_ENABLED,
+    instanceId: raw.INSTANCE_ID ?? hostname().replace(/[^A-Za-z0-9._-]/g, '-'),
+    flashSaleReplyTimeoutMs: raw.FLASH_SALE_REPLY_TIMEOUT_MS,
+    flashSaleMaxAttempts: raw.FLASH_SALE_MAX_ATTEMPTS,
+    flashSaleRetryDelayMs: raw.FLASH_SALE_RETRY_DELAY_MS,
     logLevel: raw.LOG_LEVEL
   })
 }
