@@ -9,8 +9,9 @@ import type { Config } from '../shared/config.js'
 import { createKafka } from '../shared/kafka.js'
 import type { Logger } from '../shared/logger.js'
 import { createRedis } from '../shared/redis.js'
+import { redisKeys } from '../shared/redis-keys.js'
 import {
-  bullPrefix, FILES_QUEUE, RUNS_QUEUE, RUN_JOB, SANDBOX_CONFIG_ENV, START_RUN_JOB,
+  FILES_QUEUE, RUNS_QUEUE, RUN_JOB, SANDBOX_CONFIG_ENV, START_RUN_JOB,
   type FileJobResult, type RunJobData, type StartRunJobData
 } from './ingest-jobs.js'
 import { startRun } from './ingest-runs.js'
@@ -27,7 +28,7 @@ const CANCEL_EVERY_MS = 200
 export function createIngestWorker (options: { config: Config, logger: Logger }): { close (): Promise<void> } {
   const { config } = options
   const logger = options.logger.child({ component: 'ingest-worker' })
-  const prefix = bullPrefix(config)
+  const { bullPrefix: prefix } = redisKeys(config.redisPrefix)
   const connection = createRedis(config.redisUrl, 'worker', logger)
   const kafka = createKafka(config, logger, 'coupons-ingest-scheduler')
   const flows = new FlowProducer({ connection, prefix })

@@ -4,7 +4,7 @@ import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
 import t from 'tap'
 import { generateCoupons } from '../../src/gen/generate-coupons.js'
-import { bullPrefix, RUNS_QUEUE } from '../../src/queues/ingest-jobs.js'
+import { RUNS_QUEUE } from '../../src/queues/ingest-jobs.js'
 import { IngestRuns } from '../../src/queues/ingest-runs.js'
 import type { ErrorCode } from '../../src/shared/errors.js'
 import { topicNames } from '../../src/shared/kafka.js'
@@ -18,7 +18,7 @@ const logger = silentLogger
 t.test('the daily scheduler is created once however many times the process starts', async (t) => {
   const base = testConfig('sched', { INGEST_CRON: '0 3 * * *', INGEST_TZ: 'Europe/Paris' })
   const redis = new Redis(base.redisUrl, { maxRetriesPerRequest: null })
-  const queue = new Queue(RUNS_QUEUE, { connection: redis, prefix: bullPrefix(base) })
+  const queue = new Queue(RUNS_QUEUE, { connection: redis, prefix: redisKeys(base.redisPrefix).bullPrefix })
   t.teardown(async () => { await queue.close(); await deleteRedisPrefix(redis, base.redisPrefix); redis.disconnect() })
 
   for (let start = 0; start < 3; start++) {

@@ -7,14 +7,16 @@ import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { generateCoupons } from '../../src/gen/generate-coupons.js'
 import { acquireFileLock } from '../../src/ingest/file-lock.js'
-import { bullPrefix, FILES_QUEUE, fileLockKey } from '../../src/queues/ingest-jobs.js'
-import { IngestRuns, type RunView } from '../../src/queues/ingest-runs.js'
+import { FILES_QUEUE } from '../../src/queues/ingest-jobs.js'
+import type { IngestRuns } from '../../src/queues/ingest-runs.js'
 import type { Config } from '../../src/shared/config.js'
 import { topicNames } from '../../src/shared/kafka.js'
+import { redisKeys } from '../../src/shared/redis-keys.js'
+import type { Run } from '../../src/shared/run-contract.js'
 import { readSegments } from '../helpers/ingest-read.js'
 import { queueStack } from '../helpers/queues-env.js'
 
-async function waitForRun (runs: IngestRuns, runId: string, done: (run: RunView) => boolean, seen: RunView[] = []): Promise<RunView> {
+async function waitForRun (runs: IngestRuns, runId: string, done: (run: Run) => boolean, seen: Run[] = []): Promise<Run> {
   const deadline = Date.now() + 120_000
   for (;;) {
     const run = await runs.getRun(runId)
@@ -29,7 +31,7 @@ async function waitForRun (runs: IngestRuns, runId: string, done: (run: RunView)
 
 function queueEvents (t: Test, config: Config, redis: Redis): QueueEvents {
   const connection = redis.duplicate()
-  const events = new QueueEvents(FILES_QUEUE, { connection, prefix: bullPrefix(config) })
+  const events = new QueueEvents(FILES_QUEUE, { connection, prefix: redisKeys(config.redisPrefix).bullPrefix })
   t.teardown(async () => { await events.close(); connection.disconnect() })
   return events
 }
@@ -45,7 +47,7 @@ t.test('a run of three files completes when its three file jobs do, with progres
   const started = await runs.startRun(config.couponFiles, 'admin')
   t.equal(started.jobs.length, 3)
   t.same(started.jobs.map((job) => job.file), config.couponFiles)
-  const seen: RunView[] = []
+  const seen: Run[] = []
   const run = await waitForRun(runs, started.runId, (view) => view.state === 'completed' || view.state === 'failed', seen)
 
   t.equal(run.state, 'completed')
@@ -93,10 +95,10 @@ t.test('a truncated file fails its job once, fails the run and leaves no manifes
 t.test('a job waits while another run holds its file, then produces it', async (t) => {
   const { dir, config, redis, runs } = await queueStack(t, 'lock')
   await generateCoupons({ outDir: dir, scale: 0.001, seed: 5 })
-  const lock = await acquireFileLock(redis, fileLockKey(config, 'couponbase1.gz'))
+  const lock = await acquireFileLock(redis, redisKeys(config.redisPrefix).ingestLock('couponbase1.gz'))
   const started = await runs.startRun(['couponbase1.gz'], 'admin')
   const connection = redis.duplicate()
-  const queue = new Queue(FILES_QUEUE, { connection, prefix: bullPrefix(config) })
+  const queue = new Queue(FILES_QUEUE, { connection, prefix: redisKeys(config.redisPrefix).bullPrefix })
   t.teardown(async () => { await queue.close(); connection.disconnect() })
   const jobId = started.jobs[0].id
   const deadline = Date.now() + 60_000
