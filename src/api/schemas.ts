@@ -2,6 +2,7 @@
 // generate the OpenAPI document, so the document is never written by hand. What a run is (the run
 // views, their progress, who started them) lives in src/shared/run-contract.ts, shared with the queues.
 import { Type, type Static } from 'typebox'
+import { CODE_SHAPE } from '../shared/code-rule.js'
 import { Nullable, Run, Schedule } from '../shared/run-contract.js'
 
 /** The body of every error answer: Fastify's own shape, so validation errors look alike. */
@@ -9,7 +10,7 @@ export const ErrorResponse = Type.Object({
   statusCode: Type.Integer({ examples: [400] }),
   error: Type.String({ examples: ['Bad Request'] }),
   code: Type.Optional(Type.String({ description: 'A stable reason for clients to branch on, where the status alone does not say it', examples: ['SOLD_OUT'] })),
-  message: Type.String({ examples: ['a code is 8 to 10 ASCII letters or digits'] })
+  message: Type.String({ examples: [`a code is ${CODE_SHAPE}`] })
 }, { description: 'What went wrong; internals are never shown' })
 export type ErrorResponse = Static<typeof ErrorResponse>
 
