@@ -25,21 +25,26 @@ t.test('with Redis at a closed port, health and lookups answer 503, never 404', 
   }
 })
 
-t.test('a lookup answers 503 by itself when Redis fails between health checks', async (t) => {
+t.test('a lookup answers 503 by itself when Redis fails between health checks, and logs the outage once', async (t) => {
   const server = new ThrowawayRedis(await freePort())
   await server.start()
   t.teardown(() => server.stop())
+  const lines: string[] = []
+  const logger = pino({ level: 'info' }, new Writable({ write (chunk, _encoding, done) { lines.push(String(chunk)); done() } }))
   // The health check passes once and is not run again, so only the route stands between the outage and a 404.
-  const { app, config, redis } = await testApp(t, { REDIS_URL: server.url }, { healthCheckIntervalMs: 60_000 })
+  const { app, config, redis } = await testApp(t, { REDIS_URL: server.url }, { healthCheckIntervalMs: 60_000, logger })
   await publishSet(redis, config.redisPrefix, ['HAPPYHRS'])
   t.equal((await app.inject({ method: 'GET', url: '/coupons/NOTVALID1' })).statusCode, 404)
   await server.stop()
   t.notOk(app.isUnderPressure(), 'the load shedder does not know yet')
-  for (const code of ['HAPPYHRS', 'NOTVALID1']) {
+  for (const code of ['HAPPYHRS', 'NOTVALID1', 'FIFTYOFF']) {
     const res = await app.inject({ method: 'GET', url: `/coupons/${code}` })
     t.equal(res.statusCode, 503, code)
-    t.ok(Number(res.headers['retry-after']) > 0, 'has Retry-After')
+    t.equal(res.headers['retry-after'], '5', 'Retry-After: a Redis outage is usually short')
+    t.same(res.json(), { statusCode: 503, error: 'Service Unavailable', message: 'the valid set cannot be read right now' })
   }
+  const logged = lines.map((line) => JSON.parse(line)).filter((entry) => entry.level >= 40)
+  t.same(logged.map((entry) => entry.msg), ['redis lookup failed; answering 503 (logged once per 10 s)'], 'one warning for three failed lookups')
 })
 
 t.test('an overloaded event loop is shed with a quick 503', async (t) => {

@@ -66,9 +66,9 @@ const adminRoutes: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (fastif
       params: RunParams,
       response: { 200: Run, ...errors(400, 401, 404, 500, 503) }
     }
-  }, async (request, reply) => {
+  }, async (request) => {
     const run = await fromDependency('the ingest queue', dependencyTimeoutMs, () => fastify.ingestRuns.getRun(request.params.runId))
-    if (run === null) return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: 'no such run' })
+    if (run === null) throw new HttpError(404, 'no such run')
     return run
   })
 

@@ -42,8 +42,15 @@ t.test('before any set is published the answer is 503 with Retry-After, never 40
   const { app } = await testApp(t)
   const res = await app.inject({ method: 'GET', url: '/coupons/HAPPYHRS' })
   t.equal(res.statusCode, 503)
-  t.ok(Number(res.headers['retry-after']) > 0, 'has Retry-After')
-  t.match(res.json(), { statusCode: 503, error: 'Service Unavailable', message: /no valid set/ })
+  t.equal(res.headers['retry-after'], '60', 'Retry-After: the first ingest takes minutes')
+  t.same(res.json(), { statusCode: 503, error: 'Service Unavailable', message: 'no valid set has been published yet' })
+})
+
+t.test('a malformed code gets a 400 that says what a code is', async (t) => {
+  const { app } = await testApp(t)
+  const res = await app.inject({ method: 'GET', url: '/coupons/ABCDEFG' })
+  t.equal(res.statusCode, 400)
+  t.same(res.json(), { statusCode: 400, error: 'Bad Request', message: 'a code is 8 to 10 ASCII letters or digits' })
 })
 
 const BAD_INPUTS: Array<[string, string]> = [
