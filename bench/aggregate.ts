@@ -11,6 +11,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { randomBytes } from 'node:crypto'
+import { deleteRedisPrefix } from '../scripts/lib/cleanup.js'
 import type { AnswerKey } from '../src/gen/generate-coupons.js'
 import { produceFile } from '../src/ingest/produce-file.js'
 import { loadConfig, type Config } from '../src/shared/config.js'
@@ -21,7 +22,6 @@ import { newRunId, type SegmentManifest } from '../src/shared/segments.js'
 import { aggregateRun } from '../src/aggregator/aggregate-run.js'
 import { ValidSetSwap } from '../src/aggregator/valid-set-swap.js'
 import { benchData, benchDataDir } from './lib/bench-data.js'
-import { deleteRedisPrefix } from '../test/helpers/test-env.js'
 
 const { values } = parseArgs({
   options: {

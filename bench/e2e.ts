@@ -11,10 +11,12 @@ import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs, promisify } from 'node:util'
 import { Redis } from 'ioredis'
+import { deleteRedisPrefix, deleteTopics } from '../scripts/lib/cleanup.js'
 import { startRole } from '../scripts/lib/role-process.js'
 import { waitFor } from '../scripts/lib/wait-for.js'
 import { loadConfig } from '../src/shared/config.js'
-import { deleteRedisPrefix, deleteTopics, testKafka } from '../test/helpers/test-env.js'
+import { createKafka } from '../src/shared/kafka.js'
+import { createLogger } from '../src/shared/logger.js'
 import { benchData } from './lib/bench-data.js'
 import { trackPeakRss } from './lib/process-tree.js'
 import { scanFloorInChild } from './lib/scan-floor.js'
@@ -127,7 +129,7 @@ try {
 } finally {
   await Promise.all(roles.map((role) => role.stop()))
   if (!values.keep) {
-    await deleteTopics(testKafka(config), config.kafkaTopicPrefix)
+    await deleteTopics(createKafka(config, createLogger('error', 'bench'), 'bench-e2e'), config.kafkaTopicPrefix)
     await deleteRedisPrefix(redis, config.redisPrefix)
   }
   redis.disconnect()
