@@ -156,7 +156,7 @@ t.test('admin routes answer 503 with Retry-After when Redis is down', async (t) 
   for (const route of ROUTES) {
     const res = await app.inject({ ...route, headers: auth })
     t.equal(res.statusCode, 503, `${route.method} ${route.url}`)
-    t.ok(Number(res.headers['retry-after']) > 0, 'has Retry-After')
+    t.equal(res.headers['retry-after'], '5', 'has Retry-After')
     t.equal(res.json().error, 'Service Unavailable')
     t.notMatch(res.body, /ECONNREFUSED|Stream|ioredis|at /, 'no internals')
   }
