@@ -54,8 +54,7 @@ export function buildApp (options: BuildAppOptions) {
     if (http?.retryAfter !== undefined) reply.header('retry-after', http.retryAfter)
     // Client errors explain themselves; server errors never show internals.
     const message = status < 500 || http !== undefined ? err.message : STATUS_CODES[status] ?? 'Error'
-    const body: ErrorResponse = { statusCode: status, error: STATUS_CODES[status] ?? 'Error', message }
-    if (http?.code !== undefined) body.code = http.code
+    const body: ErrorResponse = { statusCode: status, error: STATUS_CODES[status] ?? 'Error', ...(http?.code !== undefined ? { code: http.code } : {}), message }
     return reply.code(status).send(body)
   })
 

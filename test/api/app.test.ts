@@ -2,7 +2,10 @@ import { Writable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { pino } from 'pino'
 import t from 'tap'
+import { buildApp } from '../../src/api/app.js'
+import { HttpError } from '../../src/api/http-errors.js'
 import { freePort, publishSet, testApp, ThrowawayRedis } from '../helpers/api-env.js'
+import { testConfig } from '../helpers/test-env.js'
 
 t.test('GET /health is 200 while Redis answers', async (t) => {
   const { app } = await testApp(t)
@@ -85,6 +88,33 @@ t.test('unexpected errors are logged with the error and answered without interna
   t.ok(logged, 'logged')
   t.equal(logged.level, 50, 'at error level')
   t.match(logged.err.message, /secret/, 'with the error object')
+})
+
+t.test('a thrown HttpError is answered by the error handler alone: body, code and Retry-After', async (t) => {
+  const lines: string[] = []
+  const logger = pino({ level: 'info' }, new Writable({ write (chunk, _encoding, done) { lines.push(String(chunk)); done() } }))
+  const app = buildApp({ config: testConfig('api'), logger })
+  t.teardown(() => app.close())
+  app.get('/conflict', async () => { throw new HttpError(409, 'sold out', { code: 'SOLD_OUT' }) })
+  app.get('/later', async () => { throw new HttpError(503, 'try again soon', { retryAfter: 7, cause: new Error('internal detail') }) })
+  app.get('/quiet', async () => { throw new HttpError(503, 'expected for now', { retryAfter: 60, log: false }) })
+
+  const conflict = await app.inject({ method: 'GET', url: '/conflict' })
+  t.equal(conflict.statusCode, 409)
+  t.same(conflict.json(), { statusCode: 409, error: 'Conflict', code: 'SOLD_OUT', message: 'sold out' })
+  t.equal(conflict.headers['retry-after'], undefined, 'no Retry-After unless the error has one')
+
+  const later = await app.inject({ method: 'GET', url: '/later' })
+  t.equal(later.statusCode, 503)
+  t.equal(later.headers['retry-after'], '7')
+  t.same(later.json(), { statusCode: 503, error: 'Service Unavailable', message: 'try again soon' }, 'the message, never the cause')
+
+  const quiet = await app.inject({ method: 'GET', url: '/quiet' })
+  t.equal(quiet.statusCode, 503)
+  t.equal(quiet.headers['retry-after'], '60')
+
+  const logged = lines.map((line) => JSON.parse(line)).filter((entry) => entry.msg === 'request failed')
+  t.same(logged.map((entry) => [entry.level, entry.err.message]), [[40, 'try again soon: internal detail']], 'the 503 is logged at warn with its cause; the 409 and the log: false 503 are not')
 })
 
 t.test('unknown routes are 404 with a JSON body', async (t) => {
