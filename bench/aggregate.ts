@@ -106,14 +106,17 @@ async function aggregate (): Promise<void> {
     const live = (await redis.smembers(swap.keys.valid)).sort()
     const rss = process.resourceUsage().maxRSS * 1024
     const seconds = stats.ms.total / 1000
+    const matches = live.join() === key.valid.join()
     console.log([
       `aggregated ${stats.codesRead.toLocaleString('en')} codes from ${manifests.length} files, ${partitions} partitions, MIN_FILES=${config.minFiles}`,
-      `  valid codes: ${stats.validCount} (${live.join() === key.valid.join() ? 'matches' : 'DOES NOT MATCH'} answers.json)`,
+      `  valid codes: ${stats.validCount} (${matches ? 'matches' : 'DOES NOT MATCH'} answers.json)`,
       `  total: ${seconds.toFixed(2)} s, ${Math.round(stats.codesRead / seconds).toLocaleString('en')} codes/s`,
       `  phases (ms, summed over partitions): read ${stats.ms.read}, decide ${stats.ms.decide}, stage ${stats.ms.stage}, swap ${stats.ms.swap}, cleanup ${stats.ms.cleanup}`,
       `  partition state buffer: ${mb(stats.stateBytes)} (largest partition: ${Math.round(stats.stateBytes / 8).toLocaleString('en')} codes)`,
       `  peak RSS: ${mb(rss)}`
     ].join('\n'))
+    // Figures from a wrong answer are worthless: fail the benchmark, like bench:e2e does.
+    if (!matches) process.exitCode = 1
   } finally {
     await deleteRedisPrefix(redis, config.redisPrefix)
     await redis.quit()
