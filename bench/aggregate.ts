@@ -11,6 +11,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { randomBytes } from 'node:crypto'
+import { deleteRedisPrefix } from '../scripts/lib/cleanup.js'
 import type { AnswerKey } from '../src/gen/generate-coupons.js'
 import { produceFile } from '../src/ingest/produce-file.js'
 import { loadConfig, type Config } from '../src/shared/config.js'
@@ -21,7 +22,6 @@ import { newRunId, type SegmentManifest } from '../src/shared/segments.js'
 import { aggregateRun } from '../src/aggregator/aggregate-run.js'
 import { ValidSetSwap } from '../src/aggregator/valid-set-swap.js'
 import { benchData, benchDataDir } from './lib/bench-data.js'
-import { deleteRedisPrefix } from '../test/helpers/test-env.js'
 
 const { values } = parseArgs({
   options: {
@@ -106,14 +106,17 @@ async function aggregate (): Promise<void> {
     const live = (await redis.smembers(swap.keys.valid)).sort()
     const rss = process.resourceUsage().maxRSS * 1024
     const seconds = stats.ms.total / 1000
+    const matches = live.join() === key.valid.join()
     console.log([
       `aggregated ${stats.codesRead.toLocaleString('en')} codes from ${manifests.length} files, ${partitions} partitions, MIN_FILES=${config.minFiles}`,
-      `  valid codes: ${stats.validCount} (${live.join() === key.valid.join() ? 'matches' : 'DOES NOT MATCH'} answers.json)`,
+      `  valid codes: ${stats.validCount} (${matches ? 'matches' : 'DOES NOT MATCH'} answers.json)`,
       `  total: ${seconds.toFixed(2)} s, ${Math.round(stats.codesRead / seconds).toLocaleString('en')} codes/s`,
       `  phases (ms, summed over partitions): read ${stats.ms.read}, decide ${stats.ms.decide}, stage ${stats.ms.stage}, swap ${stats.ms.swap}, cleanup ${stats.ms.cleanup}`,
       `  partition state buffer: ${mb(stats.stateBytes)} (largest partition: ${Math.round(stats.stateBytes / 8).toLocaleString('en')} codes)`,
       `  peak RSS: ${mb(rss)}`
     ].join('\n'))
+    // Figures from a wrong answer are worthless: fail the benchmark, like bench:e2e does.
+    if (!matches) process.exitCode = 1
   } finally {
     await deleteRedisPrefix(redis, config.redisPrefix)
     await redis.quit()

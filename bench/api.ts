@@ -11,11 +11,11 @@ import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
 import Fastify from 'fastify'
 import { Redis } from 'ioredis'
+import { deleteRedisPrefix } from '../scripts/lib/cleanup.js'
 import { startApi } from '../src/api/server.js'
 import { loadConfig } from '../src/shared/config.js'
 import { createLogger } from '../src/shared/logger.js'
 import { META, redisKeys } from '../src/shared/redis-keys.js'
-import { deleteRedisPrefix } from '../test/helpers/test-env.js'
 
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'
 const randomCode = (length: number): string => Array.from(randomBytes(length), (byte) => ALPHABET[byte % ALPHABET.length]).join('')

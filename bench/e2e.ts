@@ -11,10 +11,13 @@ import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs, promisify } from 'node:util'
 import { Redis } from 'ioredis'
+import { deleteRedisPrefix, deleteTopics } from '../scripts/lib/cleanup.js'
 import { startRole } from '../scripts/lib/role-process.js'
 import { waitFor } from '../scripts/lib/wait-for.js'
 import { loadConfig } from '../src/shared/config.js'
-import { deleteRedisPrefix, deleteTopics, testKafka } from '../test/helpers/test-env.js'
+import { createKafka } from '../src/shared/kafka.js'
+import { createLogger } from '../src/shared/logger.js'
+import type { Run, StartedRun } from '../src/shared/run-contract.js'
 import { benchData } from './lib/bench-data.js'
 import { trackPeakRss } from './lib/process-tree.js'
 import { scanFloorInChild } from './lib/scan-floor.js'
@@ -71,19 +74,18 @@ const roles = ['aggregator', 'api'].map((role) => {
 const peaks = roles.map((role) => trackPeakRss(role.child.pid!))
 const redis = new Redis(config.redisUrl)
 
-interface RunView { state: string, finishedAt: string | null, files: Array<{ file: string, state: string }>, result: { state: string, appliedAt: string | null, validCount: number | null, swapMs: number | null, error: string | null } | null }
 try {
   await waitFor('the api', async () => ((await fetch(`${base}/health`)).ok ? true : undefined), 60_000)
   const requested = Date.now()
   const response = await fetch(`${base}/admin/ingest`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: '{}' })
   if (response.status !== 202) throw new Error(`POST /admin/ingest answered ${response.status}: ${await response.text()}`)
-  const { runId } = await response.json() as { runId: string }
+  const { runId } = await response.json() as StartedRun
   console.log(`run ${runId} requested; following it (logs: .data/${name}-*.log)`)
 
   const fileDone = new Map<string, number>()
   let ingestDone = 0
   const outcome = await waitFor('the swap', async () => {
-    const view = await (await fetch(`${base}/admin/runs/${runId}`, { headers: auth })).json() as RunView
+    const view = await (await fetch(`${base}/admin/runs/${runId}`, { headers: auth })).json() as Run
     for (const f of view.files) if (f.state === 'completed' && !fileDone.has(f.file)) fileDone.set(f.file, Date.now() - requested)
     if (ingestDone === 0 && view.files.every((f) => f.state === 'completed')) ingestDone = Date.now() - requested
     const failed = view.files.find((f) => f.state === 'failed')
@@ -127,7 +129,7 @@ try {
 } finally {
   await Promise.all(roles.map((role) => role.stop()))
   if (!values.keep) {
-    await deleteTopics(testKafka(config), config.kafkaTopicPrefix)
+    await deleteTopics(createKafka(config, createLogger('error', 'bench'), 'bench-e2e'), config.kafkaTopicPrefix)
     await deleteRedisPrefix(redis, config.redisPrefix)
   }
   redis.disconnect()

@@ -4,6 +4,7 @@
 // data/bench-<scale>/ (data/scale-1/ for --scale 1) and reused; the topics are deleted at the end.
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
+import { deleteTopics } from '../scripts/lib/cleanup.js'
 import { produceFile } from '../src/ingest/produce-file.js'
 import { loadConfig } from '../src/shared/config.js'
 import { createKafka } from '../src/shared/kafka.js'
@@ -61,9 +62,5 @@ try {
   print('floor (gunzip + scan)', floor)
   console.log(`Kafka costs ${(produced.seconds / floor.seconds).toFixed(2)}x the floor`)
 } finally {
-  const admin = kafka.admin()
-  await admin.connect()
-  const topics = (await admin.listTopics()).filter((topic) => topic.startsWith(prefix))
-  if (topics.length > 0) await admin.deleteTopics({ topics })
-  await admin.disconnect()
+  await deleteTopics(kafka, prefix)
 }

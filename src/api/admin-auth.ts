@@ -3,6 +3,7 @@
 // configured token every admin request is refused: the admin surface is never open.
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { HttpError } from './http-errors.js'
 
 function digest (value: string): Buffer {
   return createHash('sha256').update(value).digest()
@@ -13,12 +14,12 @@ const BEARER = /^Bearer +(\S+) *$/i
 
 export function adminAuth (token: string | undefined) {
   const expected = token === undefined ? null : digest(token)
-  return async function checkAdminToken (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+  return async function checkAdminToken (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const presented = BEARER.exec(request.headers.authorization ?? '')?.[1]
     // Compare even when a side is missing, so a refusal costs the same whatever its cause.
     const equal = timingSafeEqual(digest(presented ?? ''), expected ?? NO_TOKEN)
     if (equal && expected !== null && presented !== undefined) return
     reply.header('www-authenticate', 'Bearer realm="coupons-admin"')
-    return reply.code(401).send({ statusCode: 401, error: 'Unauthorized', message: 'a valid admin bearer token is required' })
+    throw new HttpError(401, 'a valid admin bearer token is required')
   }
 }

@@ -10,6 +10,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from '../shared/config.js'
 import { createLogger, type Logger } from '../shared/logger.js'
 import { HttpError } from './http-errors.js'
+import type { ErrorResponse } from './schemas.js'
 import ingestRunsPlugin, { type IngestRunsApi } from './plugins/ingest-runs.js'
 import redisPlugin from './plugins/redis.js'
 import adminRoutes from './routes/admin.js'
@@ -44,16 +45,17 @@ export function buildApp (options: BuildAppOptions) {
     logController: new LogController({ disableRequestLogging: (request: { url?: string }) => request.url?.startsWith('/coupons/') === true })
   }).withTypeProvider<TypeBoxTypeProvider>()
 
+  // The one place that answers errors: the routes' HttpErrors, Fastify's validation errors, and
+  // the plugins' 429 and 503 (rate-limit and under-pressure set their own Retry-After first).
   app.setErrorHandler((err: FastifyError, request, reply) => {
     const status = err.statusCode !== undefined && err.statusCode >= 400 ? err.statusCode : 500
-    if (status >= 500) {
-      request.log[status === 503 ? 'warn' : 'error']({ err }, 'request failed')
-      if (err instanceof HttpError && err.retryAfter !== undefined) reply.header('retry-after', err.retryAfter)
-    }
+    const http = err instanceof HttpError ? err : undefined
+    if (status >= 500 && http?.log !== false) request.log[status === 503 ? 'warn' : 'error']({ err }, 'request failed')
+    if (http?.retryAfter !== undefined) reply.header('retry-after', http.retryAfter)
     // Client errors explain themselves; server errors never show internals.
-    const message = status < 500 || err instanceof HttpError ? err.message : STATUS_CODES[status] ?? 'Error'
-    const code = err instanceof HttpError ? err.code : undefined
-    return reply.code(status).send({ statusCode: status, error: STATUS_CODES[status] ?? 'Error', ...(code !== undefined ? { code } : {}), message })
+    const message = status < 500 || http !== undefined ? err.message : STATUS_CODES[status] ?? 'Error'
+    const body: ErrorResponse = { statusCode: status, error: STATUS_CODES[status] ?? 'Error', ...(http?.code !== undefined ? { code: http.code } : {}), message }
+    return reply.code(status).send(body)
   })
 
   app.register(swagger, {

@@ -1,4 +1,5 @@
-// Errors that carry their HTTP status to the app's one error handler.
+// Errors that carry their HTTP status to the app's one error handler, which alone builds error
+// bodies and sets Retry-After: routes and hooks throw an HttpError and never send an error themselves.
 import { setTimeout as sleep } from 'node:timers/promises'
 
 export class HttpError extends Error {
@@ -7,13 +8,19 @@ export class HttpError extends Error {
   readonly retryAfter: number | undefined
   /** a stable machine-readable reason, sent in the body beside the message (e.g. SOLD_OUT) */
   readonly code: string | undefined
+  /**
+   * false: the error handler does not log this 5xx, because the route logs it at its own rate (an
+   * outage fails every request alike) or because it is an expected state (no set published yet).
+   */
+  readonly log: boolean
 
-  constructor (statusCode: number, message: string, options: { cause?: unknown, retryAfter?: number, code?: string } = {}) {
+  constructor (statusCode: number, message: string, options: { cause?: unknown, retryAfter?: number, code?: string, log?: boolean } = {}) {
     super(message, { cause: options.cause })
     this.name = 'HttpError'
     this.statusCode = statusCode
     this.retryAfter = options.retryAfter
     this.code = options.code
+    this.log = options.log ?? true
   }
 }
 

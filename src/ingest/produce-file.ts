@@ -9,11 +9,12 @@ import { isFileName, type Config } from '../shared/config.js'
 import { CouponsError, isCouponsError } from '../shared/errors.js'
 import { ensureTopics, topicNames } from '../shared/kafka.js'
 import type { Logger } from '../shared/logger.js'
+import type { IngestProgress } from '../shared/run-contract.js'
 import { SEGMENT_HEADER, encodeSegmentsRecord, newRunId, type PartitionRange, type SegmentManifest } from '../shared/segments.js'
 import { PartitionRecords, type PackedRecord } from './partition-records.js'
 import { fileSize, readGzip } from './read-gzip.js'
 
-export interface IngestProgress { percent: number, bytesRead: number, bytesTotal: number, lines: number, codes: number }
+export type { IngestProgress }
 
 export interface ProduceFileOptions {
   config: Config

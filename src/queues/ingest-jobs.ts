@@ -6,9 +6,8 @@
 //   `start-run` jobs that the daily scheduler emits, which a worker turns into a run.
 import type { JobsOptions } from 'bullmq'
 import type { Config } from '../shared/config.js'
-import { redisKeys } from '../shared/redis-keys.js'
+import type { RunSource } from '../shared/run-contract.js'
 import type { SegmentManifest } from '../shared/segments.js'
-import type { IngestProgress } from '../ingest/produce-file.js'
 
 export const FILES_QUEUE = 'ingest-files'
 export const RUNS_QUEUE = 'ingest-runs'
@@ -16,8 +15,6 @@ export const FILE_JOB = 'file'
 export const RUN_JOB = 'run'
 export const START_RUN_JOB = 'start-run'
 export const DAILY_SCHEDULER_ID = 'daily-ingest'
-
-export type RunSource = 'admin' | 'schedule' | 'cli'
 
 /** Data of a run's parent job. */
 export interface RunJobData {
@@ -41,12 +38,6 @@ export interface StartRunJobData {
 
 /** Return value of a file job: the manifest without its per-partition detail. */
 export type FileJobResult = Omit<SegmentManifest, 'partitions' | 'type'>
-
-export type { IngestProgress }
-
-export function bullPrefix (config: Pick<Config, 'redisPrefix'>): string {
-  return redisKeys(config.redisPrefix).bullPrefix
-}
 
 /** Deterministic, so a run's file jobs can be found from the run id and its file names. */
 export function fileJobId (runId: string, file: string): string {
@@ -72,11 +63,6 @@ export function fileJobOptions (config: Pick<Config, 'ingestAttempts'>, runId: s
 
 export function runJobOptions (runId: string): JobsOptions {
   return { jobId: runId, removeOnComplete: KEEP, removeOnFail: KEEP }
-}
-
-/** Per-file lock key: two runs' jobs for one file never produce it at the same time. */
-export function fileLockKey (config: Pick<Config, 'redisPrefix'>, file: string): string {
-  return redisKeys(config.redisPrefix).ingestLock(file)
 }
 
 /** Environment variable through which a worker hands its config to its sandboxed processors. */

@@ -12,7 +12,8 @@ import { createKafka } from '../shared/kafka.js'
 import { createLogger, type Logger } from '../shared/logger.js'
 import { createRedis } from '../shared/redis.js'
 import { withFileLock } from '../ingest/file-lock.js'
-import { fileLockKey, SANDBOX_CONFIG_ENV, type FileJobData, type FileJobResult } from './ingest-jobs.js'
+import { redisKeys } from '../shared/redis-keys.js'
+import { SANDBOX_CONFIG_ENV, type FileJobData, type FileJobResult } from './ingest-jobs.js'
 
 interface Sandbox { config: Config, logger: Logger, kafka: Kafka, redis: Redis }
 let sandbox: Sandbox | undefined
@@ -40,7 +41,7 @@ export default async function processFileJob (job: SandboxedJob<FileJobData, Fil
       log.info('another production of this file is running; waiting for it')
       Promise.resolve(job.log(`waiting for another production of ${file}`)).catch(() => {})
     }
-    const manifest = await withFileLock(redis, fileLockKey(config, file), { signal, onWait }, async (lockedSignal) => await produceFile({
+    const manifest = await withFileLock(redis, redisKeys(config.redisPrefix).ingestLock(file), { signal, onWait }, async (lockedSignal) => await produceFile({
       config,
       kafka,
       logger: log,

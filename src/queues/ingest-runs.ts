@@ -2,28 +2,21 @@
 // job per run with one child job per file. Starting a run first appends its RunRecord to
 // `coupons.segments` (so the aggregator knows which files make it complete), then adds the flow.
 import { FlowProducer, Job, Queue } from 'bullmq'
+import { Value } from 'typebox/value'
 import type { Redis } from 'ioredis'
 import type { Kafka } from 'kafkajs'
 import { publishRunRecord } from '../ingest/run-record.js'
-import type { IngestProgress } from '../ingest/produce-file.js'
 import { checkRunFiles, type Config } from '../shared/config.js'
 import { createKafka } from '../shared/kafka.js'
 import type { Logger } from '../shared/logger.js'
 import { createRedis } from '../shared/redis.js'
 import { redisKeys, RUN_RESULT } from '../shared/redis-keys.js'
+import { IngestProgress, type Run, type RunFile, type RunResult, type RunSource, type Schedule, type StartedRun } from '../shared/run-contract.js'
 import { newRunId } from '../shared/segments.js'
 import {
-  bullPrefix, DAILY_SCHEDULER_ID, FILE_JOB, FILES_QUEUE, fileJobId, fileJobOptions, RETRY_DELAY_MS, RUN_JOB, RUNS_QUEUE,
-  runJobOptions, START_RUN_JOB, type FileJobData, type FileJobResult, type RunJobData, type RunSource, type StartRunJobData
+  DAILY_SCHEDULER_ID, FILE_JOB, FILES_QUEUE, fileJobId, fileJobOptions, RETRY_DELAY_MS, RUN_JOB, RUNS_QUEUE,
+  runJobOptions, START_RUN_JOB, type FileJobData, type FileJobResult, type RunJobData, type StartRunJobData
 } from './ingest-jobs.js'
-
-export type { RunSource }
-
-export interface RunFileView { file: string, jobId: string, state: string, progress: IngestProgress | null, attemptsMade: number, failedReason: string | null, segmentId: string | null }
-export interface RunResultView { state: 'applied' | 'failed' | 'superseded', appliedAt: string | null, validCount: number | null, swapMs: number | null, error: string | null }
-export interface RunView { runId: string, state: string, source: RunSource, requestedAt: string, finishedAt: string | null, files: RunFileView[], result: RunResultView | null }
-export interface ScheduleView { pattern: string | null, tz: string, next: string | null }
-export interface StartedRun { runId: string, jobs: Array<{ id: string, file: string }> }
 
 export interface RunStarter { config: Config, kafka: Kafka, flows: FlowProducer }
 
@@ -67,7 +60,7 @@ export class IngestRuns {
     this.#logger = logger
     this.#redis = createRedis(config.redisUrl, 'producer', logger)
     this.#kafka = createKafka(config, logger, 'coupons-ingest-runs')
-    const prefix = bullPrefix(config)
+    const { bullPrefix: prefix } = redisKeys(config.redisPrefix)
     this.#runs = new Queue(RUNS_QUEUE, { connection: this.#redis, prefix })
     this.#files = new Queue(FILES_QUEUE, { connection: this.#redis, prefix })
     this.#flows = new FlowProducer({ connection: this.#redis, prefix })
@@ -98,14 +91,14 @@ export class IngestRuns {
     return startRun({ config: this.#config, kafka: this.#kafka, flows: this.#flows }, files, source)
   }
 
-  async getRun (runId: string): Promise<RunView | null> {
+  async getRun (runId: string): Promise<Run | null> {
     const parent = await Job.fromId<RunJobData>(this.#runs, runId)
     if (parent === undefined || parent.name !== RUN_JOB) return null
     return this.#view(parent)
   }
 
   /** Newest first (run ids sort by time). */
-  async listRuns (limit = 20): Promise<RunView[]> {
+  async listRuns (limit = 20): Promise<Run[]> {
     const jobs = await this.#runs.getJobs([...RUN_STATES], 0, limit - 1, false)
     const runs = jobs
       .filter((job): job is Job<RunJobData> => job?.name === RUN_JOB)
@@ -119,7 +112,7 @@ export class IngestRuns {
     return this.#files.getJobCounts('active', 'waiting', 'prioritized', 'delayed', 'completed', 'failed')
   }
 
-  async schedule (): Promise<ScheduleView> {
+  async schedule (): Promise<Schedule> {
     const tz = this.#config.ingestTz
     const scheduler = await this.#runs.getJobScheduler(DAILY_SCHEDULER_ID)
     if (scheduler === undefined) return { pattern: null, tz, next: null }
@@ -138,7 +131,7 @@ export class IngestRuns {
     return this.#closing
   }
 
-  async #view (parent: Job<RunJobData>): Promise<RunView> {
+  async #view (parent: Job<RunJobData>): Promise<Run> {
     const { runId, source, requestedAt, files } = parent.data
     const [state, children, result] = await Promise.all([
       parent.getState(),
@@ -156,11 +149,12 @@ export class IngestRuns {
     }
   }
 
-  async #fileView (runId: string, file: string): Promise<RunFileView> {
+  async #fileView (runId: string, file: string): Promise<RunFile> {
     const jobId = fileJobId(runId, file)
     const job = await Job.fromId<FileJobData, FileJobResult>(this.#files, jobId)
     if (job === undefined) return { file, jobId, state: 'unknown', progress: null, attemptsMade: 0, failedReason: null, segmentId: null }
-    const progress = typeof job.progress === 'object' && job.progress !== null ? job.progress as unknown as IngestProgress : null
+    // Progress is whatever the job last reported; anything but an IngestProgress shows as none.
+    const progress = Value.Check(IngestProgress, job.progress) ? job.progress : null
     return {
       file,
       jobId,
@@ -172,7 +166,7 @@ export class IngestRuns {
     }
   }
 
-  async #result (runId: string): Promise<RunResultView | null> {
+  async #result (runId: string): Promise<RunResult | null> {
     const hash = await this.#redis.hgetall(redisKeys(this.#config.redisPrefix).runResult(runId))
     const state = hash[RUN_RESULT.state]
     if (state !== 'applied' && state !== 'failed' && state !== 'superseded') return null

@@ -9,8 +9,9 @@ import type { Config } from '../shared/config.js'
 import { createKafka } from '../shared/kafka.js'
 import type { Logger } from '../shared/logger.js'
 import { createRedis } from '../shared/redis.js'
+import { redisKeys } from '../shared/redis-keys.js'
 import {
-  bullPrefix, FILES_QUEUE, RUNS_QUEUE, RUN_JOB, SANDBOX_CONFIG_ENV, START_RUN_JOB,
+  FILES_QUEUE, RUNS_QUEUE, RUN_JOB, SANDBOX_CONFIG_ENV, START_RUN_JOB,
   type FileJobResult, type RunJobData, type StartRunJobData
 } from './ingest-jobs.js'
 import { startRun } from './ingest-runs.js'
@@ -23,23 +24,36 @@ export const PROCESSOR_URL = new URL(`./ingest-processor${extname(fileURLToPath(
 
 const CANCEL_EVERY_MS = 200
 
+/** What a sandboxed child takes from the host's environment: what Node itself may need, nothing more. */
+export const SANDBOX_INHERITED_ENV = ['PATH', 'HOME', 'TMPDIR', 'TZ', 'LANG', 'NODE_OPTIONS', 'NODE_EXTRA_CA_CERTS'] as const
+
+/**
+ * The whole environment of a sandboxed child. Its configuration arrives as JSON without the admin
+ * token, and the host's other variables (ADMIN_TOKEN itself, credentials of whatever else runs in
+ * the host) are not passed on: a file job has no use for them.
+ */
+export function sandboxEnv (config: Config, env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const { adminToken: _adminToken, ...sandboxConfig } = config
+  const inherited = SANDBOX_INHERITED_ENV.filter((name) => env[name] !== undefined).map((name) => [name, env[name]])
+  return { ...Object.fromEntries(inherited), [SANDBOX_CONFIG_ENV]: JSON.stringify(sandboxConfig) }
+}
+
 /** A BullMQ worker whose processor runs sandboxed (file work never blocks the caller's event loop). */
 export function createIngestWorker (options: { config: Config, logger: Logger }): { close (): Promise<void> } {
   const { config } = options
   const logger = options.logger.child({ component: 'ingest-worker' })
-  const prefix = bullPrefix(config)
+  const { bullPrefix: prefix } = redisKeys(config.redisPrefix)
   const connection = createRedis(config.redisUrl, 'worker', logger)
   const kafka = createKafka(config, logger, 'coupons-ingest-scheduler')
   const flows = new FlowProducer({ connection, prefix })
 
-  const { adminToken: _adminToken, ...sandboxConfig } = config
   const files = new Worker<unknown, FileJobResult>(FILES_QUEUE, PROCESSOR_URL, {
     connection,
     prefix,
     concurrency: config.ingestConcurrency,
     // A child process per concurrent job: its own heap, and a crash in it fails one job, not the host.
     useWorkerThreads: false,
-    workerForkOptions: { env: { ...process.env, [SANDBOX_CONFIG_ENV]: JSON.stringify(sandboxConfig) } },
+    workerForkOptions: { env: sandboxEnv(config) },
     // A whole file can take minutes; the lock is renewed by the worker, not by the child.
     lockDuration: 60_000
   })

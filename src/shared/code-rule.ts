@@ -9,13 +9,17 @@
 export const MIN_CODE_LENGTH = 8
 export const MAX_CODE_LENGTH = 10
 
+/** The characters of a code: ASCII digits and letters, in ASCII order (code-packing relies on it). */
+export const CODE_ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz'
+
+/** The rule in words, for error messages and the API's documentation. */
+export const CODE_SHAPE = `${MIN_CODE_LENGTH} to ${MAX_CODE_LENGTH} ASCII letters or digits`
+
 const LF = 0x0a
 
-/** 1 for ASCII letters and digits, 0 for every other byte. */
+/** 1 for the bytes of CODE_ALPHABET, 0 for every other byte. */
 export const ALNUM = new Uint8Array(256)
-for (let c = 0x30; c <= 0x39; c++) ALNUM[c] = 1
-for (let c = 0x41; c <= 0x5a; c++) ALNUM[c] = 1
-for (let c = 0x61; c <= 0x7a; c++) ALNUM[c] = 1
+for (let i = 0; i < CODE_ALPHABET.length; i++) ALNUM[CODE_ALPHABET.charCodeAt(i)] = 1
 
 /**
  * Called once per candidate code with the bytes [start, end) of `bytes`. The bytes are only valid
@@ -109,23 +113,13 @@ export class CodeScanner {
   }
 }
 
-/** The candidate codes of one line, as strings (for the API, tests and small tools). */
-export function findCodes (line: string): string[] {
-  const codes: string[] = []
-  const scanner = new CodeScanner()
-  const decoder = new TextDecoder()
-  const collect: OnCode = (bytes, start, end) => { codes.push(decoder.decode(bytes.subarray(start, end))) }
-  scanner.push(Buffer.from(line, 'utf8'), collect)
-  scanner.end(collect)
-  return codes
-}
-
-const CODE_SHAPE = /^[A-Za-z0-9]{8,10}$/
-
 /**
  * The API's check of a requested code (already trimmed): exactly one code and nothing else.
  * Anything else can never be in the set, so it is answered without asking Redis.
  */
 export function isCodeShape (code: string): boolean {
-  return CODE_SHAPE.test(code)
+  if (code.length < MIN_CODE_LENGTH || code.length > MAX_CODE_LENGTH) return false
+  // charCodeAt of a non-Latin-1 character is above 255: ALNUM has no entry, so it is refused too.
+  for (let i = 0; i < code.length; i++) if (ALNUM[code.charCodeAt(i)] !== 1) return false
+  return true
 }

@@ -1,6 +1,52 @@
-// One error base for every role: a stable string code for logs, alerts and tests, the cause, and
-// whether retrying the same work can help (BullMQ processors turn retriable=false into
-// UnrecoverableError so that a corrupt file is not read five times).
+// One error base for every role: a stable code for logs, alerts and tests, the cause, and whether
+// retrying the same work can help (BullMQ processors turn retriable=false into UnrecoverableError
+// so that a corrupt file is not read five times).
+
+/**
+ * Every code a CouponsError can carry, in one list (after platformatic/kafka's `errorCodes`): a
+ * misspelled code does not compile, in the code that throws it nor in a test that matches on it.
+ */
+export const errorCodes = [
+  'CONFIG_INVALID',
+  'SEGMENTS_RECORD_INVALID',
+
+  'KAFKA_TOPIC_MISSING',
+  'KAFKA_PARTITIONS_MISMATCH',
+  'KAFKA_NO_LEADER',
+  'KAFKA_SEGMENTS_WRITE_FAILED',
+
+  'INGEST_NO_FILES',
+  'INGEST_UNKNOWN_FILE',
+  'INGEST_DUPLICATE_FILE',
+  'INGEST_BAD_FILE_NAME',
+  'INGEST_FILE_MISSING',
+  'INGEST_FILE_UNREADABLE',
+  'INGEST_TRUNCATED_GZIP',
+  'INGEST_CORRUPT_GZIP',
+  'INGEST_READ_FAILED',
+  'INGEST_LINE_TOO_LONG',
+  'INGEST_ABORTED',
+  'INGEST_LOCK_LOST',
+  'INGEST_KAFKA_FAILED',
+  'INGEST_FAILED',
+
+  'AGGREGATOR_FILES_MISSING',
+  'AGGREGATOR_PARTITIONS_MISMATCH',
+  'AGGREGATOR_WRONG_PARTITION',
+  'AGGREGATOR_COUNT_MISMATCH',
+  'AGGREGATOR_RECORDS_MISSING',
+  'AGGREGATOR_STAGING_FAILED',
+  'AGGREGATOR_STAGING_INCOMPLETE',
+  'AGGREGATOR_SWAP_FAILED',
+  'AGGREGATOR_SWAP_CONTENDED',
+  'AGGREGATOR_CLOSING',
+
+  'FLASH_SALE_UNAVAILABLE',
+  'FLASH_SALE_TIMEOUT',
+  'FLASH_SALE_REJECTED'
+] as const
+
+export type ErrorCode = typeof errorCodes[number]
 
 export interface CouponsErrorOptions {
   cause?: unknown
@@ -8,10 +54,10 @@ export interface CouponsErrorOptions {
 }
 
 export class CouponsError extends Error {
-  readonly code: string
+  readonly code: ErrorCode
   readonly retriable: boolean
 
-  constructor (code: string, message: string, options: CouponsErrorOptions = {}) {
+  constructor (code: ErrorCode, message: string, options: CouponsErrorOptions = {}) {
     super(message, { cause: options.cause })
     this.name = 'CouponsError'
     this.code = code
@@ -19,6 +65,6 @@ export class CouponsError extends Error {
   }
 }
 
-export function isCouponsError (err: unknown, code?: string): err is CouponsError {
+export function isCouponsError (err: unknown, code?: ErrorCode): err is CouponsError {
   return err instanceof CouponsError && (code === undefined || err.code === code)
 }

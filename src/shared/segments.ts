@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto'
 import { Type, type Static } from 'typebox'
 import { Value } from 'typebox/value'
 import { CouponsError } from './errors.js'
+import { RunSource } from './run-contract.js'
 
 /** Header of every data record: the segment it belongs to. */
 export const SEGMENT_HEADER = 'segment'
@@ -13,7 +14,7 @@ export const RunRecord = Type.Object({
   runId: Type.String(),
   files: Type.Array(Type.String(), { minItems: 1 }),
   requestedAt: Type.String({ description: 'ISO 8601' }),
-  source: Type.Union([Type.Literal('admin'), Type.Literal('schedule'), Type.Literal('cli')])
+  source: RunSource
 })
 export type RunRecord = Static<typeof RunRecord>
 

@@ -69,6 +69,7 @@ export async function commandCounter (redisUrl: string, client: Redis) {
   // monitor() opens its own connection; the lazy client it is made from never connects.
   const monitor = await new Redis(redisUrl, { lazyConnect: true }).monitor()
   const commands: string[][] = []
+  let markers = 0
   monitor.on('monitor', (_time: string, args: string[], from: string) => {
     if (from === source) commands.push(args)
   })
@@ -76,7 +77,7 @@ export async function commandCounter (redisUrl: string, client: Redis) {
     commands,
     /** Waits until every command sent before this call is counted; the marker is not counted. */
     async settle (): Promise<void> {
-      const marker = `settle-${Math.random()}`
+      const marker = `settle-${++markers}`
       await client.echo(marker)
       for (let i = 0; i < 200; i++) {
         const at = commands.findIndex((args) => args[0]?.toLowerCase() === 'echo' && args[1] === marker)

@@ -4,8 +4,8 @@ import { gunzipSync } from 'node:zlib'
 import { readFileSync } from 'node:fs'
 import type { Kafka } from 'kafkajs'
 import { packCode, partitionOf } from '../../src/shared/code-packing.js'
-import { findCodes } from '../../src/shared/code-rule.js'
 import { decodeSegmentsRecord, type SegmentManifest, type SegmentsRecord } from '../../src/shared/segments.js'
+import { findCodes } from './find-codes.js'
 import { uniqueName } from './test-env.js'
 
 export interface ReadRecord {

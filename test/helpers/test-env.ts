@@ -1,10 +1,12 @@
 // Isolation for tests against the real Kafka and Redis: every test gets its own Redis prefix, topic
 // prefix and consumer groups, and removes what it made.
 import { randomBytes } from 'node:crypto'
-import { Redis } from 'ioredis'
 import { Kafka, logLevel } from 'kafkajs'
 import { pino } from 'pino'
 import { loadConfig, type Config } from '../../src/shared/config.js'
+
+// The clean-up is shared with bench/, so it lives in scripts/lib; tests keep importing it from here.
+export { deleteRedisPrefix, deleteTopics } from '../../scripts/lib/cleanup.js'
 
 /** For code under test that wants a logger and tests that want quiet. */
 export const silentLogger = pino({ level: 'silent' })
@@ -32,26 +34,4 @@ export function testConfig (label: string, overrides: NodeJS.ProcessEnv = {}): C
 
 export function testKafka (config: Config): Kafka {
   return new Kafka({ clientId: 'test', brokers: config.kafkaBrokers, logLevel: logLevel.NOTHING })
-}
-
-/** Deletes every Redis key under the config's prefix. */
-export async function deleteRedisPrefix (redis: Redis, prefix: string): Promise<void> {
-  let cursor = '0'
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
-    if (keys.length > 0) await redis.unlink(...keys)
-    cursor = next
-  } while (cursor !== '0')
-}
-
-/** Deletes every topic under the config's topic prefix. */
-export async function deleteTopics (kafka: Kafka, prefix: string): Promise<void> {
-  const admin = kafka.admin()
-  await admin.connect()
-  try {
-    const topics = (await admin.listTopics()).filter((topic) => topic.startsWith(prefix))
-    if (topics.length > 0) await admin.deleteTopics({ topics })
-  } finally {
-    await admin.disconnect()
-  }
 }

@@ -8,7 +8,7 @@ import { gzipSync } from 'node:zlib'
 import t, { type Test } from 'tap'
 import { generateCoupons } from '../../src/gen/generate-coupons.js'
 import { produceFile, type IngestProgress } from '../../src/ingest/produce-file.js'
-import { isCouponsError } from '../../src/shared/errors.js'
+import { isCouponsError, type ErrorCode } from '../../src/shared/errors.js'
 import { topicNames } from '../../src/shared/kafka.js'
 import { newRunId } from '../../src/shared/segments.js'
 import { deleteTopics, silentLogger, testConfig, testKafka } from '../helpers/test-env.js'
@@ -119,7 +119,7 @@ t.test('a gzip of nothing is a valid segment with zero codes', async (t) => {
   t.equal((await readManifests(kafka, topicNames(config).segments)).length, 1)
 })
 
-async function rejectsWith (t: Test, promise: Promise<unknown>, code: string, fragment: RegExp): Promise<void> {
+async function rejectsWith (t: Test, promise: Promise<unknown>, code: ErrorCode, fragment: RegExp): Promise<void> {
   try {
     await promise
     t.fail(`expected ${code}`)
@@ -136,7 +136,7 @@ t.test('bad input fails with a clear error and writes no manifest', async (t) =>
   const corrupt = Buffer.from(good)
   corrupt.fill(0x55, 2000, 2100)
   const enormous = gzipSync(Buffer.alloc(3 * 1024 * 1024, 'A'))
-  const cases: Array<[file: string, content: Buffer | null, code: string, fragment: RegExp]> = [
+  const cases: Array<[file: string, content: Buffer | null, code: ErrorCode, fragment: RegExp]> = [
     ['missing.gz', null, 'INGEST_FILE_MISSING', /missing\.gz: no such file/],
     ['zero.gz', Buffer.alloc(0), 'INGEST_TRUNCATED_GZIP', /zero\.gz: 0 bytes, not even a gzip header \(a copy still in progress\?\)/],
     ['plain.gz', Buffer.from('AAAAAAAA\nBBBBBBBB\n'), 'INGEST_CORRUPT_GZIP', /plain\.gz: not a gzip file/],

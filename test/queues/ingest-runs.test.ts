@@ -4,8 +4,9 @@ import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
 import t from 'tap'
 import { generateCoupons } from '../../src/gen/generate-coupons.js'
-import { bullPrefix, RUNS_QUEUE } from '../../src/queues/ingest-jobs.js'
+import { RUNS_QUEUE } from '../../src/queues/ingest-jobs.js'
 import { IngestRuns } from '../../src/queues/ingest-runs.js'
+import type { ErrorCode } from '../../src/shared/errors.js'
 import { topicNames } from '../../src/shared/kafka.js'
 import { redisKeys, RUN_RESULT } from '../../src/shared/redis-keys.js'
 import { deleteRedisPrefix, deleteTopics, silentLogger, testConfig, testKafka } from '../helpers/test-env.js'
@@ -17,7 +18,7 @@ const logger = silentLogger
 t.test('the daily scheduler is created once however many times the process starts', async (t) => {
   const base = testConfig('sched', { INGEST_CRON: '0 3 * * *', INGEST_TZ: 'Europe/Paris' })
   const redis = new Redis(base.redisUrl, { maxRetriesPerRequest: null })
-  const queue = new Queue(RUNS_QUEUE, { connection: redis, prefix: bullPrefix(base) })
+  const queue = new Queue(RUNS_QUEUE, { connection: redis, prefix: redisKeys(base.redisPrefix).bullPrefix })
   t.teardown(async () => { await queue.close(); await deleteRedisPrefix(redis, base.redisPrefix); redis.disconnect() })
 
   for (let start = 0; start < 3; start++) {
@@ -99,7 +100,7 @@ t.test('a run of files that are not configured is refused before anything is wri
     await deleteRedisPrefix(redis, config.redisPrefix)
     redis.disconnect()
   })
-  await t.rejects(runs.startRun(['../secret.gz'], 'admin'), { code: 'INGEST_UNKNOWN_FILE' })
-  await t.rejects(runs.startRun([], 'admin'), { code: 'INGEST_NO_FILES' })
+  await t.rejects(runs.startRun(['../secret.gz'], 'admin'), { code: 'INGEST_UNKNOWN_FILE' satisfies ErrorCode })
+  await t.rejects(runs.startRun([], 'admin'), { code: 'INGEST_NO_FILES' satisfies ErrorCode })
   t.same(await readSegments(kafka, topicNames(config).segments), [])
 })

@@ -1,20 +1,26 @@
 // Runs through BullMQ against the real Redis and Kafka: flows of file jobs processed in sandboxed
-// child processes, progress, retries that stop for bad input, and the per-file lock.
-import { readFile, writeFile } from 'node:fs/promises'
+// child processes, progress, retries that stop for bad input, the per-file lock, and what a sandboxed
+// child may see of the host's environment.
+import { readdir, readFile, writeFile } from 'node:fs/promises'
+import { gzipSync } from 'node:zlib'
 import { join } from 'node:path'
 import { Queue, QueueEvents } from 'bullmq'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { generateCoupons } from '../../src/gen/generate-coupons.js'
 import { acquireFileLock } from '../../src/ingest/file-lock.js'
-import { bullPrefix, FILES_QUEUE, fileLockKey } from '../../src/queues/ingest-jobs.js'
-import { IngestRuns, type RunView } from '../../src/queues/ingest-runs.js'
+import { FILES_QUEUE, SANDBOX_CONFIG_ENV } from '../../src/queues/ingest-jobs.js'
+import { SANDBOX_INHERITED_ENV, sandboxEnv } from '../../src/queues/ingest-worker.js'
+import type { IngestRuns } from '../../src/queues/ingest-runs.js'
 import type { Config } from '../../src/shared/config.js'
 import { topicNames } from '../../src/shared/kafka.js'
+import { redisKeys } from '../../src/shared/redis-keys.js'
+import type { Run } from '../../src/shared/run-contract.js'
 import { readSegments } from '../helpers/ingest-read.js'
 import { queueStack } from '../helpers/queues-env.js'
+import { testConfig } from '../helpers/test-env.js'
 
-async function waitForRun (runs: IngestRuns, runId: string, done: (run: RunView) => boolean, seen: RunView[] = []): Promise<RunView> {
+async function waitForRun (runs: IngestRuns, runId: string, done: (run: Run) => boolean, seen: Run[] = []): Promise<Run> {
   const deadline = Date.now() + 120_000
   for (;;) {
     const run = await runs.getRun(runId)
@@ -29,7 +35,7 @@ async function waitForRun (runs: IngestRuns, runId: string, done: (run: RunView)
 
 function queueEvents (t: Test, config: Config, redis: Redis): QueueEvents {
   const connection = redis.duplicate()
-  const events = new QueueEvents(FILES_QUEUE, { connection, prefix: bullPrefix(config) })
+  const events = new QueueEvents(FILES_QUEUE, { connection, prefix: redisKeys(config.redisPrefix).bullPrefix })
   t.teardown(async () => { await events.close(); connection.disconnect() })
   return events
 }
@@ -45,7 +51,7 @@ t.test('a run of three files completes when its three file jobs do, with progres
   const started = await runs.startRun(config.couponFiles, 'admin')
   t.equal(started.jobs.length, 3)
   t.same(started.jobs.map((job) => job.file), config.couponFiles)
-  const seen: RunView[] = []
+  const seen: Run[] = []
   const run = await waitForRun(runs, started.runId, (view) => view.state === 'completed' || view.state === 'failed', seen)
 
   t.equal(run.state, 'completed')
@@ -93,10 +99,10 @@ t.test('a truncated file fails its job once, fails the run and leaves no manifes
 t.test('a job waits while another run holds its file, then produces it', async (t) => {
   const { dir, config, redis, runs } = await queueStack(t, 'lock')
   await generateCoupons({ outDir: dir, scale: 0.001, seed: 5 })
-  const lock = await acquireFileLock(redis, fileLockKey(config, 'couponbase1.gz'))
+  const lock = await acquireFileLock(redis, redisKeys(config.redisPrefix).ingestLock('couponbase1.gz'))
   const started = await runs.startRun(['couponbase1.gz'], 'admin')
   const connection = redis.duplicate()
-  const queue = new Queue(FILES_QUEUE, { connection, prefix: bullPrefix(config) })
+  const queue = new Queue(FILES_QUEUE, { connection, prefix: redisKeys(config.redisPrefix).bullPrefix })
   t.teardown(async () => { await queue.close(); connection.disconnect() })
   const jobId = started.jobs[0].id
   const deadline = Date.now() + 60_000
@@ -111,4 +117,60 @@ t.test('a job waits while another run holds its file, then produces it', async (
   await lock.release()
   const run = await waitForRun(runs, started.runId, (view) => view.state === 'completed' || view.state === 'failed')
   t.equal(run.state, 'completed', 'then it completes')
+})
+
+/** The environments of this process's child processes, read from /proc (Linux). */
+async function childEnvironments (): Promise<Array<Record<string, string>>> {
+  const envs: Array<Record<string, string>> = []
+  for (const pid of (await readdir('/proc')).filter((name) => /^[0-9]+$/.test(name))) {
+    try {
+      const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+      // pid (comm) state ppid …; comm may hold spaces and parentheses, so split after the last ')'.
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+      if (ppid !== process.pid) continue
+      const raw = await readFile(`/proc/${pid}/environ`, 'utf8')
+      envs.push(Object.fromEntries(raw.split('\0').filter(Boolean).map((entry) => [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)])))
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return envs
+}
+
+t.test('a sandboxed child sees neither ADMIN_TOKEN nor the host\'s other variables', { skip: process.platform !== 'linux' && 'reads /proc' }, async (t) => {
+  const token = 'sandbox-test-admin-token-0123456789'
+  const saved = { ADMIN_TOKEN: process.env.ADMIN_TOKEN, SOME_OTHER_SECRET: process.env.SOME_OTHER_SECRET }
+  process.env.ADMIN_TOKEN = token
+  process.env.SOME_OTHER_SECRET = 'not-for-children'
+  t.teardown(() => { Object.assign(process.env, saved); for (const [name, value] of Object.entries(saved)) if (value === undefined) delete process.env[name] })
+
+  const { dir, config, runs } = await queueStack(t, 'secret', { ADMIN_TOKEN: token })
+  t.equal(config.adminToken, token, 'the host has the token')
+  await writeFile(join(dir, 'couponbase1.gz'), gzipSync('HAPPYHRS\n'))
+  const started = await runs.startRun(['couponbase1.gz'], 'admin')
+  const run = await waitForRun(runs, started.runId, (view) => view.state === 'completed' || view.state === 'failed')
+  t.equal(run.state, 'completed', 'the job ran in a sandboxed child')
+
+  // BullMQ keeps the idle child for the next job, so its environment can be read now.
+  const children = (await childEnvironments()).filter((env) => SANDBOX_CONFIG_ENV in env)
+  t.equal(children.length, 1, 'found the one sandboxed child')
+  for (const env of children) {
+    // Besides what sandboxEnv passes, fork() adds its IPC channel and tap adds its process tracking.
+    const unexpected = Object.keys(env).filter((name) => name !== SANDBOX_CONFIG_ENV && !(SANDBOX_INHERITED_ENV as readonly string[]).includes(name) &&
+      !name.startsWith('NODE_CHANNEL_') && !name.startsWith('_TAPJS_'))
+    t.same(unexpected, [], 'only the allowed variables')
+    t.notOk('ADMIN_TOKEN' in env, 'no ADMIN_TOKEN')
+    t.notOk('SOME_OTHER_SECRET' in env, 'no other variable of the host')
+    t.notMatch(JSON.stringify(env), token, 'the token is nowhere in it, not even in the config')
+    t.equal(JSON.parse(env[SANDBOX_CONFIG_ENV]).redisPrefix, config.redisPrefix, 'the config is there')
+  }
+})
+
+t.test('sandboxEnv passes the config without the admin token and only the allowed variables', async (t) => {
+  const config = testConfig('sandboxenv', { ADMIN_TOKEN: 'sandbox-test-admin-token-0123456789' })
+  const env = sandboxEnv(config, { PATH: '/usr/bin', ADMIN_TOKEN: 'sandbox-test-admin-token-0123456789', AWS_SECRET_ACCESS_KEY: 'x', TZ: 'UTC' })
+  t.same(Object.keys(env).sort(), [SANDBOX_CONFIG_ENV, 'PATH', 'TZ'].sort())
+  const passed = JSON.parse(env[SANDBOX_CONFIG_ENV]!)
+  t.notOk('adminToken' in passed, 'no adminToken in the config')
+  t.same(passed, JSON.parse(JSON.stringify({ ...config, adminToken: undefined })), 'everything else of the config')
 })

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { CodeScanner, findCodes, isCodeShape, type OnCode } from '../../src/shared/code-rule.js'
+import { CodeScanner, isCodeShape, type OnCode } from '../../src/shared/code-rule.js'
+import { findCodes } from '../helpers/find-codes.js'
 
 /** Scans `input` split into chunks at the given sizes (cycled) and returns codes and counts. */
 function scan (input: string, chunkSizes: number[] = [input.length || 1]) {

@@ -6,7 +6,8 @@ import { isCouponsError } from '../../shared/errors.js'
 import { META, redisKeys } from '../../shared/redis-keys.js'
 import { adminAuth } from '../admin-auth.js'
 import { fromDependency, HttpError } from '../http-errors.js'
-import { IngestAccepted, IngestBody, Run, RunList, RunParams, RunsQuery, Status, errors } from '../schemas.js'
+import { Run, StartedRun } from '../../shared/run-contract.js'
+import { IngestBody, RunList, RunParams, RunsQuery, Status, errors } from '../schemas.js'
 
 export interface AdminRoutesOptions {
   config: Config
@@ -27,7 +28,7 @@ const adminRoutes: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (fastif
       description: 'Queues one job per file (a BullMQ flow). The aggregator swaps the new valid set in when every file of the run is complete.',
       security,
       body: IngestBody,
-      response: { 202: IngestAccepted, ...errors(400, 401, 500, 503) }
+      response: { 202: StartedRun, ...errors(400, 401, 500, 503) }
     },
     // No body at all means the same as {}: every configured file.
     preValidation: async (request) => { request.body ??= {} }
@@ -65,9 +66,9 @@ const adminRoutes: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (fastif
       params: RunParams,
       response: { 200: Run, ...errors(400, 401, 404, 500, 503) }
     }
-  }, async (request, reply) => {
+  }, async (request) => {
     const run = await fromDependency('the ingest queue', dependencyTimeoutMs, () => fastify.ingestRuns.getRun(request.params.runId))
-    if (run === null) return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: 'no such run' })
+    if (run === null) throw new HttpError(404, 'no such run')
     return run
   })
 

@@ -1,7 +1,8 @@
 // GET /coupons/:code, the route checkout calls (DESIGN section 7). Malformed input is answered
 // without touching Redis; a Redis that cannot answer is a 503, never a 404.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { isCodeShape } from '../../shared/code-rule.js'
+import { CODE_SHAPE, isCodeShape } from '../../shared/code-rule.js'
+import { HttpError } from '../http-errors.js'
 import { CouponParams, InvalidCoupon, ValidCoupon, errors } from '../schemas.js'
 import { ValidSet } from '../valid-set.js'
 
@@ -27,7 +28,7 @@ const couponRoutes: FastifyPluginAsyncTypebox<CouponRoutesOptions> = async (fast
     schema: {
       tags: ['coupons'],
       summary: 'Is this promo code valid?',
-      description: 'Trims the code, checks its shape (8 to 10 ASCII letters or digits, case-sensitive) and looks it up in the published valid set. ' +
+      description: `Trims the code, checks its shape (${CODE_SHAPE}, case-sensitive) and looks it up in the published valid set. ` +
         '404 means "well formed but not valid"; when the answer is unknown (Redis unreachable, or no set published yet) the answer is 503 with Retry-After, never 404. ' +
         'Rate limited per client IP (RATE_LIMIT_MAX requests per RATE_LIMIT_WINDOW_MS).',
       params: CouponParams,
@@ -42,9 +43,7 @@ const couponRoutes: FastifyPluginAsyncTypebox<CouponRoutesOptions> = async (fast
     }
   }, async (request, reply) => {
     const code = request.params.code.trim()
-    if (!isCodeShape(code)) {
-      return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: 'a code is 8 to 10 ASCII letters or digits' })
-    }
+    if (!isCodeShape(code)) throw new HttpError(400, `a code is ${CODE_SHAPE}`)
     let lookup
     try {
       lookup = await validSet.lookup(code)
@@ -54,15 +53,14 @@ const couponRoutes: FastifyPluginAsyncTypebox<CouponRoutesOptions> = async (fast
         lastWarnedAt = Date.now()
         request.log.warn({ err }, 'redis lookup failed; answering 503 (logged once per 10 s)')
       }
-      reply.header('retry-after', RETRY_AFTER_OUTAGE_SECONDS)
-      return reply.code(503).send({ statusCode: 503, error: 'Service Unavailable', message: 'the valid set cannot be read right now' })
+      throw new HttpError(503, 'the valid set cannot be read right now', { cause: err, retryAfter: RETRY_AFTER_OUTAGE_SECONDS, log: false })
     }
     switch (lookup) {
       case 'valid': return reply.code(200).send({ code, valid: true })
+      // Not an error: the answer checkout asked for ("well formed, not valid").
       case 'invalid': return reply.code(404).send({ code, valid: false })
       case 'unpublished':
-        reply.header('retry-after', RETRY_AFTER_UNPUBLISHED_SECONDS)
-        return reply.code(503).send({ statusCode: 503, error: 'Service Unavailable', message: 'no valid set has been published yet' })
+        throw new HttpError(503, 'no valid set has been published yet', { retryAfter: RETRY_AFTER_UNPUBLISHED_SECONDS, log: false })
     }
   })
 }

@@ -42,8 +42,15 @@ t.test('before any set is published the answer is 503 with Retry-After, never 40
   const { app } = await testApp(t)
   const res = await app.inject({ method: 'GET', url: '/coupons/HAPPYHRS' })
   t.equal(res.statusCode, 503)
-  t.ok(Number(res.headers['retry-after']) > 0, 'has Retry-After')
-  t.match(res.json(), { statusCode: 503, error: 'Service Unavailable', message: /no valid set/ })
+  t.equal(res.headers['retry-after'], '60', 'Retry-After: the first ingest takes minutes')
+  t.same(res.json(), { statusCode: 503, error: 'Service Unavailable', message: 'no valid set has been published yet' })
+})
+
+t.test('a malformed code gets a 400 that says what a code is', async (t) => {
+  const { app } = await testApp(t)
+  const res = await app.inject({ method: 'GET', url: '/coupons/ABCDEFG' })
+  t.equal(res.statusCode, 400)
+  t.same(res.json(), { statusCode: 400, error: 'Bad Request', message: 'a code is 8 to 10 ASCII letters or digits' })
 })
 
 const BAD_INPUTS: Array<[string, string]> = [
@@ -109,7 +116,8 @@ t.test('the per-client rate limit answers 429 with Retry-After', async (t) => {
   t.same(statuses, [200, 200, 200, 429])
   const limited = await app.inject({ method: 'GET', url: '/coupons/HAPPYHRS' })
   t.equal(limited.statusCode, 429)
-  t.ok(Number(limited.headers['retry-after']) > 0, 'has Retry-After')
+  const retryAfter = Number(limited.headers['retry-after'])
+  t.ok(retryAfter > 0 && retryAfter <= 60, `Retry-After is what is left of the 60 s window (${retryAfter})`)
   t.equal(limited.json().statusCode, 429)
   const other = await app.inject({ method: 'GET', url: '/coupons/HAPPYHRS', remoteAddress: '10.1.2.3' })
   t.equal(other.statusCode, 200, 'another client is not limited')
