@@ -7,11 +7,11 @@ import { gunzipSync, gzipSync } from 'node:zlib'
 import t, { type Test } from 'tap'
 import { generateCoupons } from '../../src/gen/generate-coupons.js'
 import { META, RUN_RESULT } from '../../src/shared/redis-keys.js'
-import type { PausePoint } from '../../src/aggregator/aggregate-run.js'
+import type { RunPhase } from '../../src/aggregator/run-phases.js'
 import { ingestRun, liveSet, runResult, setupPipeline, spawnAggregator, waitFor, type Pipeline } from '../helpers/aggregator-fixtures.js'
 
 const FILES = ['couponbase1.gz', 'couponbase2.gz', 'couponbase3.gz']
-const PAUSE_POINTS: PausePoint[] = ['reading', 'staging', 'after-exec']
+const PAUSE_POINTS: RunPhase[] = ['reading', 'staging', 'after-exec']
 
 /** Polls three codes at once (MULTI, so one consistent snapshot) until stopped. */
 function pollMembership (t: Test, pipeline: Pipeline, codes: string[]): { stop: () => Promise<Set<string>> } {
@@ -63,7 +63,7 @@ for (const point of PAUSE_POINTS) {
     const kept = key.valid.find((code) => code !== dropped) as string
 
     const poller = pollMembership(t, pipeline, [dropped, added, kept])
-    const paused = spawnAggregator(t, pipeline, { AGGREGATOR_PAUSE_AT: point })
+    const paused = spawnAggregator(t, pipeline, { pauseAt: point })
     await paused.waitForLog('aggregator started')
     const run2 = await ingestRun(pipeline, [FILES[1]])
     await paused.waitForLog('aggregator paused')
