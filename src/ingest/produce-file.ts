@@ -38,18 +38,13 @@ export interface ProduceFileOptions {
 const SEND_BYTES = 512 * 1024
 const PROGRESS_INTERVAL_MS = 250
 
-/** A fresh segment id: time-sortable like run ids, random against collisions. */
-export function newSegmentId (): string {
-  return newRunId()
-}
-
 /** Streams one gz file into its topic; writes and returns the manifest only after every record is acked. */
 export async function produceFile (options: ProduceFileOptions): Promise<SegmentManifest> {
   const { config, kafka, logger, file, runId, onProgress, signal } = options
   if (!isFileName(file)) {
     throw new CouponsError('INGEST_BAD_FILE_NAME', `${JSON.stringify(file)} is not a file name (names only, never paths)`)
   }
-  const segmentId = options.segmentId ?? newSegmentId()
+  const segmentId = options.segmentId ?? newRunId()
   const partitions = config.kafkaPartitions
   const topics = topicNames(config)
   const topic = topics.data(file)
