@@ -66,13 +66,19 @@ for (const point of PAUSE_POINTS) {
     const paused = spawnAggregator(t, pipeline, { pauseAt: point })
     await paused.waitForLog('aggregator started')
     const run2 = await ingestRun(pipeline, [FILES[1]])
-    await paused.waitForLog('aggregator paused')
+    const pausedAt = await paused.waitForLog('aggregator paused')
+    t.equal(pausedAt.phase, point)
+    t.equal(pausedAt.runId, run2.runId)
     if (point === 'after-exec') {
       t.equal(await pipeline.redis.exists(pipeline.keys.retired(run2.runId)), 1, 'killed before the old set is unlinked')
     } else {
       t.equal(await pipeline.redis.hget(pipeline.keys.meta, META.generation), run1.runId, 'nothing is swapped yet')
     }
-    if (point === 'staging') t.ok(await pipeline.redis.scard(pipeline.keys.staging(run2.runId)) > 0, 'killed with a partial staging set')
+    if (point === 'staging') {
+      const staged = await pipeline.redis.scard(pipeline.keys.staging(run2.runId))
+      t.same({ partition: pausedAt.partition, staged }, { partition: 0, staged: pausedAt.validCount }, 'killed with the staging set of partition 0 only')
+      t.ok(staged < expected.length, `a partial staging set: ${staged} of ${expected.length} codes`)
+    }
     await paused.kill()
 
     const restarted = spawnAggregator(t, pipeline)
