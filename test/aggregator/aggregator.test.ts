@@ -1,5 +1,4 @@
 // The aggregator against the real Kafka and Redis, fed by the real ingest (produceFile).
-import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { gunzipSync, gzipSync } from 'node:zlib'
@@ -12,8 +11,8 @@ import { newRunId, type PartitionRange } from '../../src/shared/segments.js'
 import { publishRunRecord } from '../../src/ingest/run-record.js'
 import { produceFile } from '../../src/ingest/produce-file.js'
 import { Aggregator, retryDelayMs } from '../../src/aggregator/aggregator.js'
-import { RUN_PHASE_CHANNEL, type RunPhaseEvent } from '../../src/aggregator/run-phases.js'
 import { ingestRun, liveSet, runResult, setupPipeline, startAggregator, waitFor, type Pipeline } from '../helpers/aggregator-fixtures.js'
+import { onRunPhase } from '../helpers/run-phases.js'
 import { silentLogger } from '../helpers/test-env.js'
 
 const FILES = ['couponbase1.gz', 'couponbase2.gz', 'couponbase3.gz']
@@ -198,14 +197,11 @@ t.test('a transient failure is retried after a 5 s backoff, and the run then suc
   // (staged count = written count) fails with a retriable error, the first time only.
   const runId = newRunId()
   let injected = false
-  const onPhase = (message: unknown): void => {
-    const event = message as RunPhaseEvent
+  onRunPhase(t, (event) => {
     if (injected || event.runId !== runId || event.phase !== 'staging') return
     injected = true
     pipeline.redis.sadd(pipeline.keys.staging(runId), 'FOREIGN1').catch((err: unknown) => { t.error(err) })
-  }
-  subscribe(RUN_PHASE_CHANNEL, onPhase)
-  t.teardown(() => { unsubscribe(RUN_PHASE_CHANNEL, onPhase) })
+  })
   await ingestRun(pipeline, FILES, runId)
 
   const result = await runResult(pipeline, runId)

@@ -1,20 +1,18 @@
 // readPartition against the real Kafka: it reads exactly a segment's offset range of one
 // partition, keeps only the records whose segment header is that segment's, and checks what it
 // read against the manifest's counts.
-import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import type { Admin, Kafka, Producer } from 'kafkajs'
 import t, { type Test } from 'tap'
 import { Sfc32 } from '../../src/gen/random.js'
 import { packCode, partitionOf, unpackCode } from '../../src/shared/code-packing.js'
 import type { Config } from '../../src/shared/config.js'
-import { isCouponsError } from '../../src/shared/errors.js'
 import { ensureTopics, topicNames } from '../../src/shared/kafka.js'
 import { SEGMENT_HEADER, type PartitionRange } from '../../src/shared/segments.js'
 import { PartitionState } from '../../src/aggregator/partition-state.js'
 import { readPartition, type SegmentRead } from '../../src/aggregator/read-partition.js'
-import { RUN_PHASE_CHANNEL, type RunPhaseEvent } from '../../src/aggregator/run-phases.js'
 import { waitFor } from '../../scripts/lib/wait-for.js'
 import { randomCode } from '../helpers/random-code.js'
+import { recordRunPhases } from '../helpers/run-phases.js'
 import { deleteTopics, silentLogger, testConfig, testKafka } from '../helpers/test-env.js'
 
 const FILES = ['couponbase1.gz', 'couponbase2.gz']
@@ -79,12 +77,6 @@ function decided (state: PartitionState, minFiles: number): string[] {
   return Array.from({ length: count }, (_, i) => unpackCode(pairs[2 * i], pairs[2 * i + 1])).sort()
 }
 
-async function rejectsWith (t: Test, work: Promise<unknown>, code: string, message: RegExp): Promise<void> {
-  const err = await work.then(() => null, (e: unknown) => e)
-  t.ok(isCouponsError(err, code), `fails with ${code} (got ${String(err)})`)
-  t.match((err as Error).message, message)
-}
-
 t.test('reads exactly the records of its segment between its first and last offset', async (t) => {
   const setup = await prepare(t, 1)
   const [before, first, other, last, after] = [3, 4, 5, 6, 7].map((n) => codesOf(setup, PARTITION, n))
@@ -127,34 +119,31 @@ t.test('fails with AGGREGATOR_COUNT_MISMATCH when the records hold other counts 
   const setup = await prepare(t, 4)
   const codes = codesOf(setup, PARTITION, 5)
   const offset = await append(setup, FILES[0], 'S', codes)
-  await rejectsWith(t, read(setup, [segmentRead(setup, FILES[0], 'S', { firstOffset: offset, lastOffset: offset, records: 1, codes: 6 })]),
-    'AGGREGATOR_COUNT_MISMATCH', new RegExp(`^couponbase1\\.gz: segment S partition ${PARTITION} should hold 6 codes in 1 records \\(manifest\\) but 5 codes in 1 records were read from `))
-  await rejectsWith(t, read(setup, [segmentRead(setup, FILES[0], 'S', { firstOffset: offset, lastOffset: offset, records: 2, codes: 5 })]),
-    'AGGREGATOR_COUNT_MISMATCH', /should hold 5 codes in 2 records \(manifest\) but 5 codes in 1 records were read/)
+  await t.rejects(read(setup, [segmentRead(setup, FILES[0], 'S', { firstOffset: offset, lastOffset: offset, records: 1, codes: 6 })]),
+    { name: 'CouponsError', code: 'AGGREGATOR_COUNT_MISMATCH', message: new RegExp(`^couponbase1\\.gz: segment S partition ${PARTITION} should hold 6 codes in 1 records \\(manifest\\) but 5 codes in 1 records were read from `) })
+  await t.rejects(read(setup, [segmentRead(setup, FILES[0], 'S', { firstOffset: offset, lastOffset: offset, records: 2, codes: 5 })]),
+    { name: 'CouponsError', code: 'AGGREGATOR_COUNT_MISMATCH', message: /should hold 5 codes in 2 records \(manifest\) but 5 codes in 1 records were read/ })
 })
 
 t.test('fails with AGGREGATOR_RECORDS_MISSING, instead of waiting, when the range is not in the partition', async (t) => {
   const setup = await prepare(t, 5)
   const offset = await append(setup, FILES[0], 'S', codesOf(setup, PARTITION, 2))
   const beyond = String(BigInt(offset) + 5n)
-  await rejectsWith(t, read(setup, [segmentRead(setup, FILES[0], 'S', { firstOffset: offset, lastOffset: beyond, records: 2, codes: 4 })]),
-    'AGGREGATOR_RECORDS_MISSING', new RegExp(`^couponbase1\\.gz: segment S needs offsets ${offset}\\.\\.${beyond} of .* partition ${PARTITION}, but the partition holds ${offset}\\.\\.${offset}$`))
+  await t.rejects(read(setup, [segmentRead(setup, FILES[0], 'S', { firstOffset: offset, lastOffset: beyond, records: 2, codes: 4 })]),
+    { name: 'CouponsError', code: 'AGGREGATOR_RECORDS_MISSING', message: new RegExp(`^couponbase1\\.gz: segment S needs offsets ${offset}\\.\\.${beyond} of .* partition ${PARTITION}, but the partition holds ${offset}\\.\\.${offset}$`) })
 })
 
 t.test('fails with AGGREGATOR_WRONG_PARTITION when a record holds a code of another partition', async (t) => {
   const setup = await prepare(t, 6)
   const stray = codesOf(setup, PARTITION + 1, 1)
   const offset = await append(setup, FILES[0], 'S', [...codesOf(setup, PARTITION, 2), ...stray])
-  await rejectsWith(t, read(setup, [segmentRead(setup, FILES[0], 'S', { firstOffset: offset, lastOffset: offset, records: 1, codes: 3 })]),
-    'AGGREGATOR_WRONG_PARTITION', new RegExp(`^couponbase1\\.gz: partition ${PARTITION} holds codes that hash to another partition`))
+  await t.rejects(read(setup, [segmentRead(setup, FILES[0], 'S', { firstOffset: offset, lastOffset: offset, records: 1, codes: 3 })]),
+    { name: 'CouponsError', code: 'AGGREGATOR_WRONG_PARTITION', message: new RegExp(`^couponbase1\\.gz: partition ${PARTITION} holds codes that hash to another partition`) })
 })
 
 t.test('announces each batch it reads on the phase channel', async (t) => {
   const setup = await prepare(t, 7)
-  const events: RunPhaseEvent[] = []
-  const onEvent = (message: unknown): void => { events.push(message as RunPhaseEvent) }
-  subscribe(RUN_PHASE_CHANNEL, onEvent)
-  t.teardown(() => { unsubscribe(RUN_PHASE_CHANNEL, onEvent) })
+  const events = recordRunPhases(t)
   const offset = await append(setup, FILES[1], 'S', codesOf(setup, PARTITION, 2))
   await read(setup, [segmentRead(setup, FILES[1], 'S', { firstOffset: offset, lastOffset: offset, records: 1, codes: 2 })])
   t.same(events, [{ phase: 'reading', runId: 'R1', partition: PARTITION, file: FILES[1] }], 'one batch, one event')
