@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process'
 import { basename } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { readGzip } from '../../src/ingest/read-gzip.js'
+import { openGzip } from '../../src/ingest/read-gzip.js'
 import { CodeScanner } from '../../src/shared/code-rule.js'
 
 export interface ScanCounts {
@@ -20,9 +20,10 @@ export interface ScanCounts {
 export async function scanFloor (path: string): Promise<ScanCounts> {
   const scanner = new CodeScanner()
   const onCode = (): void => {}
-  const { bytesTotal } = await readGzip({ file: basename(path), path, onChunk: (chunk) => { scanner.push(chunk, onCode) } })
+  const gzip = await openGzip(basename(path), path)
+  for await (const chunk of gzip) scanner.push(chunk, onCode)
   scanner.end(onCode)
-  return { compressed: bytesTotal, uncompressed: scanner.bytes, lines: scanner.lines, codes: scanner.codes }
+  return { compressed: gzip.bytesTotal, uncompressed: scanner.bytes, lines: scanner.lines, codes: scanner.codes }
 }
 
 export interface ScanFigures extends ScanCounts {

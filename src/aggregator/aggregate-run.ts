@@ -8,10 +8,8 @@ import type { Logger } from '../shared/logger.js'
 import type { SegmentManifest } from '../shared/segments.js'
 import { PartitionState } from './partition-state.js'
 import { readPartition, type SegmentRead } from './read-partition.js'
+import { publishRunPhase } from './run-phases.js'
 import type { SegmentUsed, SwapOutcome, ValidSetSwap } from './valid-set-swap.js'
-
-/** Test-only places where the process stops and waits to be killed (AGGREGATOR_PAUSE_AT). */
-export type PausePoint = NonNullable<Config['aggregatorPauseAt']>
 
 export interface AggregateRunOptions {
   config: Config
@@ -25,7 +23,6 @@ export interface AggregateRunOptions {
   /** coupons.segments offset of the newest of those manifests: the set's freshness */
   segmentsOffset: bigint
   signal?: AbortSignal
-  pause?: (point: PausePoint) => Promise<void>
 }
 
 export interface RunStats {
@@ -39,7 +36,7 @@ export interface RunStats {
 }
 
 export async function aggregateRun (options: AggregateRunOptions): Promise<RunStats> {
-  const { config, kafka, admin, swap, logger, runId, segments, segmentsOffset, signal, pause } = options
+  const { config, kafka, admin, swap, logger, runId, segments, segmentsOffset, signal } = options
   const log = logger.child({ runId })
   const started = performance.now()
   const ms = { read: 0, decide: 0, stage: 0, swap: 0, cleanup: 0, total: 0 }
@@ -74,12 +71,12 @@ export async function aggregateRun (options: AggregateRunOptions): Promise<RunSt
       kafka,
       admin,
       logger: log,
+      runId,
       partition,
       partitions: config.kafkaPartitions,
       reads: readsOf(partition),
       state,
-      signal,
-      onFirstBatch: partition === 0 && pause !== undefined ? async () => { await pause('reading') } : undefined
+      signal
     })
     for (const { file, codes } of counts) codesRead.set(file, (codesRead.get(file) ?? 0) + codes)
     ms.read += performance.now() - at
@@ -91,7 +88,7 @@ export async function aggregateRun (options: AggregateRunOptions): Promise<RunSt
     ms.stage += performance.now() - at
     validCount += valid.count
     log.debug({ partition, codes: state.length, valid: valid.count }, 'partition decided')
-    if (partition === 0 && pause !== undefined) await pause('staging')
+    publishRunPhase({ phase: 'staging', runId, partition, validCount: valid.count })
   }
   signal?.throwIfAborted()
 
@@ -102,8 +99,7 @@ export async function aggregateRun (options: AggregateRunOptions): Promise<RunSt
     validCount,
     segments: used,
     segmentsOffset,
-    stagingMs: ms.stage,
-    afterExec: pause === undefined ? undefined : async () => { await pause('after-exec') }
+    stagingMs: ms.stage
   })
   ms.swap = performance.now() - at
 

@@ -12,7 +12,7 @@ import { createKafka, ensureTopics, topicNames } from '../shared/kafka.js'
 import type { Logger } from '../shared/logger.js'
 import { createRedis } from '../shared/redis.js'
 import { decodeSegmentsRecord, type SegmentManifest } from '../shared/segments.js'
-import { aggregateRun, type PausePoint, type RunStats } from './aggregate-run.js'
+import { aggregateRun, type RunStats } from './aggregate-run.js'
 import { MAX_FILES } from './partition-state.js'
 import { SegmentsView, decideRuns, type ReadyRun } from './segments-view.js'
 import { ValidSetSwap } from './valid-set-swap.js'
@@ -54,7 +54,6 @@ export class Aggregator {
   #dirty = false
   #loop: Promise<void> | null = null
   #retryTimer: NodeJS.Timeout | null = null
-  #paused = false
   #closing: Promise<void> | null = null
 
   constructor (options: AggregatorOptions) {
@@ -184,8 +183,7 @@ export class Aggregator {
         runId,
         segments,
         segmentsOffset,
-        signal: this.#abort.signal,
-        pause: config.aggregatorPauseAt === null ? undefined : async (point) => { await this.#pause(point) }
+        signal: this.#abort.signal
       })
       if (stats.outcome.state === 'superseded') {
         await swap.recordResult(runId, { state: 'superseded', error: `a set at least as fresh was applied first (run ${stats.outcome.generation})` })
@@ -201,16 +199,6 @@ export class Aggregator {
       this.#finished.add(runId)
       this.#logger.error({ err, runId }, 'run failed; nothing was swapped')
     }
-  }
-
-  async #pause (point: PausePoint): Promise<void> {
-    if (point !== this.#config.aggregatorPauseAt || this.#paused) return
-    this.#paused = true
-    this.#logger.warn({ pauseAt: point }, 'aggregator paused (AGGREGATOR_PAUSE_AT)')
-    const signal = this.#abort.signal
-    await new Promise<void>((resolve, reject) => {
-      signal.addEventListener('abort', () => { reject(signal.reason) }, { once: true })
-    })
   }
 
   /** Stops following the topic, abandons a run in progress (nothing partial is live), closes clients. */

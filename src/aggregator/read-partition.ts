@@ -12,6 +12,7 @@ import { CouponsError } from '../shared/errors.js'
 import type { Logger } from '../shared/logger.js'
 import { SEGMENT_HEADER, type PartitionRange } from '../shared/segments.js'
 import type { PartitionState } from './partition-state.js'
+import { publishRunPhase } from './run-phases.js'
 
 export interface SegmentRead {
   file: string
@@ -26,13 +27,13 @@ export interface ReadPartitionOptions {
   kafka: Kafka
   admin: Admin
   logger: Logger
+  /** the run this read belongs to (named in the phase events) */
+  runId: string
   partition: number
   partitions: number
   reads: SegmentRead[]
   state: PartitionState
   signal?: AbortSignal
-  /** test hook, awaited once the first batch of the partition has been added to the state */
-  onFirstBatch?: () => Promise<void>
 }
 
 export interface ReadCounts {
@@ -71,7 +72,7 @@ interface Target {
 }
 
 export async function readPartition (options: ReadPartitionOptions): Promise<ReadCounts[]> {
-  const { kafka, admin, logger, partition, partitions, state, signal } = options
+  const { kafka, admin, logger, runId, partition, partitions, state, signal } = options
   const reads = options.reads.filter((read) => read.range.firstOffset !== null && read.range.lastOffset !== null)
   const counts = new Map(options.reads.map((read) => [read.file, { file: read.file, records: 0, codes: 0 }]))
   if (reads.length > 0) {
@@ -106,7 +107,6 @@ export async function readPartition (options: ReadPartitionOptions): Promise<Rea
       allowAutoTopicCreation: false
     })
     let remaining = targets.size
-    let firstBatch = options.onFirstBatch
     let onAbort = (): void => {}
     try {
       await consumer.connect()
@@ -139,11 +139,7 @@ export async function readPartition (options: ReadPartitionOptions): Promise<Rea
                 break
               }
             }
-            if (firstBatch !== undefined) {
-              const hook = firstBatch
-              firstBatch = undefined
-              await hook()
-            }
+            publishRunPhase({ phase: 'reading', runId, partition, file: target.read.file })
           }
         }).catch(reject)
         for (const target of targets.values()) consumer.seek({ topic: target.read.topic, partition, offset: target.first.toString() })

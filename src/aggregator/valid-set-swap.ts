@@ -10,6 +10,7 @@ import { unpackCode } from '../shared/code-packing.js'
 import type { Logger } from '../shared/logger.js'
 import { META, RUN_RESULT, RUN_RESULT_TTL_SECONDS, redisKeys, type RedisKeys } from '../shared/redis-keys.js'
 import type { PackedCodes } from './partition-state.js'
+import { publishRunPhase } from './run-phases.js'
 
 const SADD_BATCH = 5000
 const BATCHES_PER_PIPELINE = 8
@@ -34,8 +35,6 @@ export interface SwapOptions {
   segmentsOffset: bigint
   /** time already spent writing the staging set; `swapMs` = this + the atomic step */
   stagingMs: number
-  /** test hook, awaited right after EXEC (before the retired set is unlinked) */
-  afterExec?: () => Promise<void>
 }
 
 export interface AppliedState {
@@ -167,7 +166,7 @@ export class ValidSetSwap {
         // Unreachable with the checks above (each RENAME's source was checked under WATCH).
         throw new CouponsError('AGGREGATOR_SWAP_FAILED', `the swap of run ${runId} failed: ${failed[0]?.message}`, { cause: failed[0] })
       }
-      await options.afterExec?.()
+      publishRunPhase({ phase: 'after-exec', runId, validCount })
       if (liveExists === 1) await redis.unlink(retired)
       await redis.publish(swaps, JSON.stringify({ generation: runId, validCount, appliedAt }))
       return { state: 'applied', appliedAt, validCount, swapMs }

@@ -15,22 +15,18 @@ export interface PackedRecord {
 }
 
 export class PartitionRecords {
-  /** codes routed to each partition so far (full and pending records) */
-  readonly codes: Float64Array
-  /** full records not yet taken, and their total bytes */
-  full: PackedRecord[] = []
-  fullBytes = 0
-
   readonly #partitions: number
   readonly #recordBytes: number
   readonly #buffers: Buffer[]
   readonly #fill: Int32Array
   readonly #pendingCodes: Int32Array
+  /** full records not yet taken, and their total bytes */
+  #full: PackedRecord[] = []
+  #fullBytes = 0
 
   constructor (partitions: number, recordBytes = RECORD_BYTES) {
     this.#partitions = partitions
     this.#recordBytes = recordBytes
-    this.codes = new Float64Array(partitions)
     this.#buffers = Array.from({ length: partitions }, () => Buffer.allocUnsafe(recordBytes))
     this.#fill = new Int32Array(partitions)
     this.#pendingCodes = new Int32Array(partitions)
@@ -48,14 +44,18 @@ export class PartitionRecords {
     for (let i = start; i < end; i++) buffer[at++] = bytes[i]
     this.#fill[partition] = at
     this.#pendingCodes[partition]++
-    this.codes[partition]++
+  }
+
+  /** Bytes of the full records not yet taken. */
+  get fullBytes (): number {
+    return this.#fullBytes
   }
 
   /** Returns the full records and forgets them. */
   takeFull (): PackedRecord[] {
-    const full = this.full
-    this.full = []
-    this.fullBytes = 0
+    const full = this.#full
+    this.#full = []
+    this.#fullBytes = 0
     return full
   }
 
@@ -67,8 +67,8 @@ export class PartitionRecords {
 
   #close (partition: number): void {
     const length = this.#fill[partition]
-    this.full.push({ partition, value: this.#buffers[partition].subarray(0, length), codes: this.#pendingCodes[partition] })
-    this.fullBytes += length
+    this.#full.push({ partition, value: this.#buffers[partition].subarray(0, length), codes: this.#pendingCodes[partition] })
+    this.#fullBytes += length
     this.#buffers[partition] = Buffer.allocUnsafe(this.#recordBytes)
     this.#fill[partition] = 0
     this.#pendingCodes[partition] = 0

@@ -12,7 +12,7 @@ import type { Logger } from '../shared/logger.js'
 import type { IngestProgress } from '../shared/run-contract.js'
 import { SEGMENT_HEADER, encodeSegmentsRecord, newRunId, type PartitionRange, type SegmentManifest } from '../shared/segments.js'
 import { PartitionRecords, type PackedRecord } from './partition-records.js'
-import { fileSize, readGzip } from './read-gzip.js'
+import { openGzip, type GzipFile } from './read-gzip.js'
 
 export type { IngestProgress }
 
@@ -37,18 +37,7 @@ export interface ProduceFileOptions {
  * when every record goes to one partition (one record batch per partition and request).
  */
 const SEND_BYTES = 512 * 1024
-/**
- * One produce request on the wire at a time: concurrent send() calls on an idempotent KafkaJS
- * producer can fail with OUT_OF_ORDER_SEQUENCE_NUMBER (tulios/kafkajs#598; seen here too). Reading
- * and scanning the next request's codes still overlap with the request in flight.
- */
-const MAX_REQUESTS_IN_FLIGHT = 1
 const PROGRESS_INTERVAL_MS = 250
-
-/** A fresh segment id: time-sortable like run ids, random against collisions. */
-export function newSegmentId (): string {
-  return newRunId()
-}
 
 /** Streams one gz file into its topic; writes and returns the manifest only after every record is acked. */
 export async function produceFile (options: ProduceFileOptions): Promise<SegmentManifest> {
@@ -56,15 +45,14 @@ export async function produceFile (options: ProduceFileOptions): Promise<Segment
   if (!isFileName(file)) {
     throw new CouponsError('INGEST_BAD_FILE_NAME', `${JSON.stringify(file)} is not a file name (names only, never paths)`)
   }
-  const path = options.path ?? join(config.couponDataDir, file)
-  const segmentId = options.segmentId ?? newSegmentId()
+  const segmentId = options.segmentId ?? newRunId()
   const partitions = config.kafkaPartitions
   const topics = topicNames(config)
   const topic = topics.data(file)
   const log = logger.child({ file, runId, segmentId })
 
-  // A missing file fails before anything exists in Kafka, not even an empty topic.
-  await fileSize(file, path)
+  // A missing or empty file fails before anything exists in Kafka, not even an empty topic.
+  const gzip = await openGzip(file, options.path ?? join(config.couponDataDir, file), signal)
 
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner })
   let sender: RecordSender | undefined
@@ -82,32 +70,17 @@ export async function produceFile (options: ProduceFileOptions): Promise<Segment
     sender = new RecordSender(producer, file, topic, segmentId, partitions)
     const records = new PartitionRecords(partitions)
     const scanner = new CodeScanner()
-    const progress: IngestProgress = { percent: 0, bytesRead: 0, bytesTotal: 0, lines: 0, codes: 0 }
-    let reportedAt = 0
-    const report = (force: boolean): void => {
-      if (onProgress === undefined) return
-      const now = performance.now()
-      if (!force && now - reportedAt < PROGRESS_INTERVAL_MS) return
-      reportedAt = now
-      progress.lines = scanner.lines
-      progress.codes = scanner.codes
-      progress.percent = progress.bytesTotal === 0 ? 100 : Math.floor(progress.bytesRead / progress.bytesTotal * 1000) / 10
-      onProgress({ ...progress })
-    }
     const started = performance.now()
-    const activeSender = sender
-    const { bytesTotal, sha256 } = await readGzip({
-      file,
-      path,
-      signal,
-      onOpen: (total) => { progress.bytesTotal = total; report(true) },
-      onCompressed: (read) => { progress.bytesRead = read },
-      onChunk: async (chunk) => {
-        scanner.push(chunk, records.onCode)
-        if (records.fullBytes >= SEND_BYTES) await activeSender.send(records.takeFull())
-        report(false)
+    onProgress?.(progressOf(gzip, scanner))
+    let reportedAt = started
+    for await (const chunk of gzip) {
+      scanner.push(chunk, records.onCode)
+      if (records.fullBytes >= SEND_BYTES) await sender.send(records.takeFull())
+      if (performance.now() - reportedAt >= PROGRESS_INTERVAL_MS) {
+        reportedAt = performance.now()
+        onProgress?.(progressOf(gzip, scanner))
       }
-    })
+    }
     scanner.end(records.onCode)
     await sender.send(records.takeAll())
     await sender.drain()
@@ -118,12 +91,12 @@ export async function produceFile (options: ProduceFileOptions): Promise<Segment
       runId,
       file,
       topic,
-      fileBytes: bytesTotal,
-      sha256,
+      fileBytes: gzip.bytesTotal,
+      sha256: gzip.sha256(),
       lines: scanner.lines,
       codes: scanner.codes,
       producedAt: new Date().toISOString(),
-      partitions: sender.ranges(records.codes)
+      partitions: sender.ranges()
     }
     signal?.throwIfAborted()
     await kafkaStep(file, topics.segments, () => producer.send({
@@ -131,18 +104,23 @@ export async function produceFile (options: ProduceFileOptions): Promise<Segment
       acks: -1,
       messages: [{ partition: 0, value: encodeSegmentsRecord(manifest) }]
     }))
-    report(true)
-    log.info({ codes: manifest.codes, lines: manifest.lines, fileBytes: bytesTotal, ms: Math.round(performance.now() - started) }, 'segment produced')
+    onProgress?.(progressOf(gzip, scanner))
+    log.info({ codes: manifest.codes, lines: manifest.lines, fileBytes: gzip.bytesTotal, ms: Math.round(performance.now() - started) }, 'segment produced')
     return manifest
   } catch (err) {
-    // Let the sends still on the wire finish before the producer goes away; no manifest was written.
-    await sender?.settle()
+    // Let the request still on the wire finish before the producer goes away; no manifest was written.
+    await sender?.drain().catch(() => {})
     const error = isCouponsError(err) ? err : new CouponsError('INGEST_FAILED', `${file}: ${(err as Error).message}`, { cause: err, retriable: true })
     log.warn({ err: error }, 'segment abandoned, no manifest written')
     throw error
   } finally {
     await producer.disconnect().catch(() => {})
   }
+}
+
+function progressOf (gzip: GzipFile, scanner: CodeScanner): IngestProgress {
+  const { bytesRead, bytesTotal } = gzip
+  return { percent: Math.floor(bytesRead / bytesTotal * 1000) / 10, bytesRead, bytesTotal, lines: scanner.lines, codes: scanner.codes }
 }
 
 async function kafkaStep<T> (file: string, topic: string, step: () => Promise<T>): Promise<T> {
@@ -154,86 +132,101 @@ async function kafkaStep<T> (file: string, topic: string, step: () => Promise<T>
   }
 }
 
+/** What the broker acknowledged of one segment in one partition. */
+interface AckedRange {
+  first: bigint | null
+  last: bigint | null
+  records: number
+  codes: number
+}
+
 /**
- * Sends produce requests (MAX_REQUESTS_IN_FLIGHT at a time, so memory is bounded) and records
- * the offsets they were written at: per partition the lowest and highest offset of this segment's records. Other
- * productions may interleave in the same range; the aggregator filters by the segment header.
+ * Sends produce requests with one request on the wire at a time: concurrent send() calls on an
+ * idempotent KafkaJS producer can fail with OUT_OF_ORDER_SEQUENCE_NUMBER (tulios/kafkajs#598; seen
+ * here too), and memory stays bounded. Reading and scanning the next request's codes still overlap
+ * with the request in flight.
+ *
+ * It owns what the broker acknowledged: per partition the first and last offset, the records and
+ * the codes of this segment, which are the manifest's ranges. Other productions may interleave in
+ * the same offsets; the aggregator filters by the segment header.
  */
 class RecordSender {
   readonly #producer: Producer
   readonly #file: string
   readonly #topic: string
   readonly #headers: Record<string, string>
-  readonly #first: Array<bigint | null>
-  readonly #last: Array<bigint | null>
-  readonly #records: Float64Array
-  readonly #pending = new Set<Promise<void>>()
-  #error: CouponsError | null = null
+  readonly #acked: AckedRange[]
+  /** the one request on the wire; its failure is thrown by the next send() or drain() */
+  #inFlight: Promise<void> | null = null
 
   constructor (producer: Producer, file: string, topic: string, segmentId: string, partitions: number) {
     this.#producer = producer
     this.#file = file
     this.#topic = topic
     this.#headers = { [SEGMENT_HEADER]: segmentId }
-    this.#first = new Array(partitions).fill(null)
-    this.#last = new Array(partitions).fill(null)
-    this.#records = new Float64Array(partitions)
+    this.#acked = Array.from({ length: partitions }, () => ({ first: null, last: null, records: 0, codes: 0 }))
   }
 
+  /** Waits for the request in flight, then puts this batch on the wire without waiting for its ack. */
   async send (batch: PackedRecord[]): Promise<void> {
+    await this.drain()
     if (batch.length === 0) return
-    while (this.#pending.size >= MAX_REQUESTS_IN_FLIGHT && this.#error === null) await Promise.race(this.#pending)
-    if (this.#error !== null) throw this.#error
-    const counts = new Map<number, number>()
-    for (const record of batch) counts.set(record.partition, (counts.get(record.partition) ?? 0) + 1)
-    const sent: Promise<void> = this.#producer.send({
-      topic: this.#topic,
-      acks: -1,
-      messages: batch.map((record) => ({ partition: record.partition, value: record.value, headers: this.#headers }))
-    }).then((metadata) => this.#acknowledged(metadata, counts), (err: Error) => {
-      this.#error ??= new CouponsError('INGEST_KAFKA_FAILED', `${this.#file}: producing to ${this.#topic} failed: ${err.message}`, { cause: err, retriable: true })
-    }).finally(() => {
-      this.#pending.delete(sent)
-    })
-    this.#pending.add(sent)
+    const request = this.#request(batch)
+    // Handled now so that a failure is not an unhandled rejection while the next chunk is read.
+    request.catch(() => {})
+    this.#inFlight = request
   }
 
-  /** Waits for every request; throws the first failure. */
+  /** Waits for the request in flight; throws its failure. */
   async drain (): Promise<void> {
-    await this.settle()
-    if (this.#error !== null) throw this.#error
+    const inFlight = this.#inFlight
+    this.#inFlight = null
+    await inFlight
   }
 
-  async settle (): Promise<void> {
-    while (this.#pending.size > 0) await Promise.all(this.#pending)
-  }
-
-  ranges (codes: Float64Array): PartitionRange[] {
-    return Array.from(this.#records, (records, partition) => ({
+  ranges (): PartitionRange[] {
+    return this.#acked.map(({ first, last, records, codes }, partition) => ({
       partition,
-      firstOffset: this.#first[partition]?.toString() ?? null,
-      lastOffset: this.#last[partition]?.toString() ?? null,
+      firstOffset: first?.toString() ?? null,
+      lastOffset: last?.toString() ?? null,
       records,
-      codes: codes[partition]
+      codes
     }))
   }
 
-  #acknowledged (metadata: RecordMetadata[], counts: Map<number, number>): void {
-    for (const { partition, baseOffset } of metadata) {
-      const count = counts.get(partition)
-      if (count === undefined || baseOffset === undefined) continue
-      // A request's records for one partition form one batch, appended at consecutive offsets.
-      const first = BigInt(baseOffset)
-      const last = first + BigInt(count - 1)
-      const seenFirst = this.#first[partition]
-      const seenLast = this.#last[partition]
-      if (seenFirst === null || first < seenFirst) this.#first[partition] = first
-      if (seenLast === null || last > seenLast) this.#last[partition] = last
-      this.#records[partition] += count
-      counts.delete(partition)
+  async #request (batch: PackedRecord[]): Promise<void> {
+    let metadata: RecordMetadata[]
+    try {
+      metadata = await this.#producer.send({
+        topic: this.#topic,
+        acks: -1,
+        messages: batch.map((record) => ({ partition: record.partition, value: record.value, headers: this.#headers }))
+      })
+    } catch (err) {
+      throw new CouponsError('INGEST_KAFKA_FAILED', `${this.#file}: producing to ${this.#topic} failed: ${(err as Error).message}`, { cause: err, retriable: true })
     }
-    if (counts.size > 0) {
-      this.#error ??= new CouponsError('INGEST_KAFKA_FAILED', `${this.#file}: the broker acknowledged no offset for partitions ${[...counts.keys()].join(', ')} of ${this.#topic}`, { retriable: true })
+    const sent = new Map<number, { records: number, codes: number }>()
+    for (const record of batch) {
+      const count = sent.get(record.partition) ?? { records: 0, codes: 0 }
+      count.records++
+      count.codes += record.codes
+      sent.set(record.partition, count)
+    }
+    for (const { partition, baseOffset } of metadata) {
+      const count = sent.get(partition)
+      if (count === undefined || baseOffset === undefined) continue
+      // A request's records for one partition form one batch, appended at consecutive offsets, and
+      // with one request at a time each request lands after the previous one.
+      const acked = this.#acked[partition]
+      const first = BigInt(baseOffset)
+      acked.first ??= first
+      acked.last = first + BigInt(count.records - 1)
+      acked.records += count.records
+      acked.codes += count.codes
+      sent.delete(partition)
+    }
+    if (sent.size > 0) {
+      throw new CouponsError('INGEST_KAFKA_FAILED', `${this.#file}: the broker acknowledged no offset for partitions ${[...sent.keys()].join(', ')} of ${this.#topic}`, { retriable: true })
     }
   }
 }

@@ -1,11 +1,12 @@
-// Streams one gzipped coupon file in constant memory: compressed bytes are hashed and counted as
-// they are read (progress and the manifest's sha256), decompressed chunks go to the caller one at a
-// time and the next one is read only when the caller's promise resolves (backpressure all the way
-// to the disk). Every way a file can be bad ends in a CouponsError naming the file and the cause.
+// Streams one gzipped coupon file in constant memory: openGzip checks the file, then iterating
+// the GzipFile yields its decompressed chunks one at a time, and the next one is decompressed only
+// when the loop asks for it (backpressure all the way to the disk). The compressed bytes are hashed
+// and counted as they are read (progress and the manifest's sha256). Every way a file can be bad
+// ends in a CouponsError naming the file and the cause.
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { stat } from 'node:fs/promises'
-import { pipeline } from 'node:stream/promises'
+import { pipeline } from 'node:stream'
 import { createGunzip } from 'node:zlib'
 import { CouponsError, isCouponsError } from '../shared/errors.js'
 
@@ -16,65 +17,74 @@ const CHUNK_BYTES = 64 * 1024
 const READ_BYTES = 256 * 1024
 const LF = 0x0a
 
-export interface ReadGzipOptions {
+/** Checks that the file exists and is not empty (before anything else is done for it) and opens it for reading. */
+export async function openGzip (file: string, path: string, signal?: AbortSignal): Promise<GzipFile> {
+  return new GzipFile(file, path, await fileSize(file, path), signal)
+}
+
+export class GzipFile implements AsyncIterable<Buffer> {
   /** the file's name, for messages */
-  file: string
-  path: string
-  signal?: AbortSignal
-  /** called once the size is known, before any chunk */
-  onOpen?: (bytesTotal: number) => void
+  readonly file: string
+  readonly path: string
+  /** compressed bytes */
+  readonly bytesTotal: number
   /** compressed bytes read so far */
-  onCompressed?: (bytesRead: number) => void
-  /** one decompressed chunk; valid only during the call */
-  onChunk: (chunk: Buffer) => void | Promise<void>
-}
+  bytesRead = 0
+  readonly #signal: AbortSignal | undefined
+  readonly #hash = createHash('sha256')
+  #sha256: string | null = null
+  #firstBytes: Buffer | null = null
 
-export interface ReadGzipResult {
-  bytesTotal: number
-  sha256: string
-}
-
-export async function readGzip (options: ReadGzipOptions): Promise<ReadGzipResult> {
-  const { file, path, signal, onOpen, onCompressed, onChunk } = options
-  const bytesTotal = await fileSize(file, path)
-  onOpen?.(bytesTotal)
-  const hash = createHash('sha256')
-  const guard = new LineGuard(file)
-  let bytesRead = 0
-  let firstBytes: Buffer | null = null
-  try {
-    await pipeline(
-      createReadStream(path, { highWaterMark: READ_BYTES }),
-      async function * (source: AsyncIterable<Buffer>) {
-        for await (const chunk of source) {
-          if (firstBytes === null) firstBytes = chunk.subarray(0, 2)
-          hash.update(chunk)
-          bytesRead += chunk.length
-          onCompressed?.(bytesRead)
-          yield chunk
-        }
-      },
-      createGunzip({ chunkSize: CHUNK_BYTES }),
-      async function (source: AsyncIterable<Buffer>) {
-        for await (const chunk of source) {
-          guard.check(chunk)
-          await onChunk(chunk)
-        }
-      },
-      { signal }
-    )
-  } catch (err) {
-    throw readError(file, path, err, firstBytes)
+  constructor (file: string, path: string, bytesTotal: number, signal?: AbortSignal) {
+    this.file = file
+    this.path = path
+    this.bytesTotal = bytesTotal
+    this.#signal = signal
   }
-  return { bytesTotal, sha256: hash.digest('hex') }
+
+  /** The sha256 of the compressed file, once every chunk has been read. */
+  sha256 (): string {
+    this.#sha256 ??= this.#hash.digest('hex')
+    return this.#sha256
+  }
+
+  /** The decompressed chunks, in order; read them once. Leaving the loop early closes the file. */
+  async * [Symbol.asyncIterator] (): AsyncGenerator<Buffer> {
+    const guard = new LineGuard(this.file)
+    // pipeline destroys every stage with the first error, so the loop below throws it; the
+    // callback only keeps that error from being reported a second time.
+    const gunzip = pipeline(
+      createReadStream(this.path, { highWaterMark: READ_BYTES, signal: this.#signal }),
+      (source: AsyncIterable<Buffer>) => this.#counted(source),
+      createGunzip({ chunkSize: CHUNK_BYTES }),
+      () => {}
+    )
+    try {
+      for await (const chunk of gunzip as AsyncIterable<Buffer>) {
+        guard.check(chunk)
+        yield chunk
+      }
+    } catch (err) {
+      throw readError(this.file, this.path, err, this.#firstBytes)
+    }
+  }
+
+  async * #counted (compressed: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    for await (const chunk of compressed) {
+      this.#firstBytes ??= chunk.subarray(0, 2)
+      this.#hash.update(chunk)
+      this.bytesRead += chunk.length
+      yield chunk
+    }
+  }
 }
 
 /**
- * The file's size; fails like readGzip when the file is missing, not a regular file or empty. A
- * 0-byte file is not a gzip stream (an empty gzip is 20 bytes): it is a copy still in progress or a
- * failed download, never an empty segment.
+ * The file's size; fails when the file is missing, not a regular file or empty. A 0-byte file is
+ * not a gzip stream (an empty gzip is 20 bytes): it is a copy still in progress or a failed
+ * download, never an empty segment.
  */
-export async function fileSize (file: string, path: string): Promise<number> {
+async function fileSize (file: string, path: string): Promise<number> {
   try {
     const stats = await stat(path)
     if (!stats.isFile()) throw new CouponsError('INGEST_FILE_UNREADABLE', `${file}: ${path} is not a regular file`)

@@ -5,12 +5,13 @@ import type { SandboxedJob } from 'bullmq'
 import { UnrecoverableError, WaitingError } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { Kafka } from 'kafkajs'
-import { produceFile, newSegmentId } from '../ingest/produce-file.js'
+import { produceFile } from '../ingest/produce-file.js'
 import type { Config } from '../shared/config.js'
 import { isCouponsError } from '../shared/errors.js'
 import { createKafka } from '../shared/kafka.js'
 import { createLogger, type Logger } from '../shared/logger.js'
 import { createRedis } from '../shared/redis.js'
+import { newRunId } from '../shared/segments.js'
 import { withFileLock } from '../ingest/file-lock.js'
 import { redisKeys } from '../shared/redis-keys.js'
 import { SANDBOX_CONFIG_ENV, type FileJobData, type FileJobResult } from './ingest-jobs.js'
@@ -32,7 +33,7 @@ function getSandbox (): Sandbox {
 export default async function processFileJob (job: SandboxedJob<FileJobData, FileJobResult>, token?: string, signal?: AbortSignal): Promise<FileJobResult> {
   const { config, logger, kafka, redis } = getSandbox()
   const { runId, file } = job.data
-  const segmentId = newSegmentId()
+  const segmentId = newRunId()
   const log = logger.child({ jobId: job.id, runId, file, segmentId, attempt: job.attemptsMade + 1 })
   try {
     // Visible in the job before any record is written: a failed attempt names its segment too.

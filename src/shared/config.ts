@@ -33,7 +33,6 @@ export const EnvSchema = Type.Object({
   RATE_LIMIT_MAX: Type.Integer({ default: 120_000, minimum: 0, description: 'Requests per client IP and window on GET /coupons/:code (0 disables). Guards against code enumeration by direct clients; the default (2,000/s) leaves room for a checkout backend calling from a few IPs. Lower it when browsers call the API directly; behind a reverse proxy set TRUST_PROXY, or every request counts against the proxy\'s IP' }),
   RATE_LIMIT_WINDOW_MS: Type.Integer({ default: 60_000, minimum: 1000, description: 'Window of RATE_LIMIT_MAX' }),
   TRUST_PROXY: Type.String({ default: 'false', pattern: '^(true|false|[0-9A-Fa-f.:/]+(,[0-9A-Fa-f.:/]+)*)$', description: 'Behind a reverse proxy: true (trust every hop) or the proxies\' addresses/CIDRs; the client IP (rate limit, logs) then comes from X-Forwarded-For' }),
-  AGGREGATOR_PAUSE_AT: Type.Optional(Type.Union(['reading', 'staging', 'after-exec'].map((point) => Type.Literal(point)), { description: 'Tests only: the aggregator logs "paused" and waits at this point of its first run, so a test can kill it there' })),
   DATABASE_URL: Type.String({ default: 'postgres://postgres@127.0.0.1:5432/coupons', pattern: '^postgres(ql)?://', description: 'PostgreSQL of the flash-sale coupons (the source of truth for their stock and claims)' }),
   EVENT_DRIVEN_ENABLED: Type.Boolean({ default: true, description: 'Flash sale: true sends each request through Kafka to the flash-sale consumer; false applies it to PostgreSQL from the api directly' }),
   INSTANCE_ID: Type.Optional(Type.String({ minLength: 1, maxLength: 100, pattern: '^[A-Za-z0-9._-]+$', description: 'Names this api instance\'s reply topic coupon.reply.<INSTANCE_ID>; default: the host name' })),
@@ -67,8 +66,6 @@ export interface Config {
   rateLimitWindowMs: number
   /** Fastify's trustProxy: whom to believe about the client's address */
   trustProxy: boolean | string
-  /** tests only: where the aggregator waits to be killed */
-  aggregatorPauseAt: 'reading' | 'staging' | 'after-exec' | null
   databaseUrl: string
   eventDrivenEnabled: boolean
   instanceId: string
@@ -115,7 +112,6 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     rateLimitMax: raw.RATE_LIMIT_MAX,
     rateLimitWindowMs: raw.RATE_LIMIT_WINDOW_MS,
     trustProxy: raw.TRUST_PROXY === 'true' ? true : raw.TRUST_PROXY === 'false' ? false : raw.TRUST_PROXY,
-    aggregatorPauseAt: (raw.AGGREGATOR_PAUSE_AT as Config['aggregatorPauseAt'] | undefined) ?? null,
     databaseUrl: raw.DATABASE_URL,
     eventDrivenEnabled: raw.EVENT_DRIVEN_ENABLED,
     instanceId: raw.INSTANCE_ID ?? hostname().replace(/[^A-Za-z0-9._-]/g, '-'),

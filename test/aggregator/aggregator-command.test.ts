@@ -7,11 +7,11 @@ import { gunzipSync, gzipSync } from 'node:zlib'
 import t, { type Test } from 'tap'
 import { generateCoupons } from '../../src/gen/generate-coupons.js'
 import { META, RUN_RESULT } from '../../src/shared/redis-keys.js'
-import type { PausePoint } from '../../src/aggregator/aggregate-run.js'
+import type { RunPhase } from '../../src/aggregator/run-phases.js'
 import { ingestRun, liveSet, runResult, setupPipeline, spawnAggregator, waitFor, type Pipeline } from '../helpers/aggregator-fixtures.js'
 
 const FILES = ['couponbase1.gz', 'couponbase2.gz', 'couponbase3.gz']
-const PAUSE_POINTS: PausePoint[] = ['reading', 'staging', 'after-exec']
+const PAUSE_POINTS: RunPhase[] = ['reading', 'staging', 'after-exec']
 
 /** Polls three codes at once (MULTI, so one consistent snapshot) until stopped. */
 function pollMembership (t: Test, pipeline: Pipeline, codes: string[]): { stop: () => Promise<Set<string>> } {
@@ -63,16 +63,22 @@ for (const point of PAUSE_POINTS) {
     const kept = key.valid.find((code) => code !== dropped) as string
 
     const poller = pollMembership(t, pipeline, [dropped, added, kept])
-    const paused = spawnAggregator(t, pipeline, { AGGREGATOR_PAUSE_AT: point })
+    const paused = spawnAggregator(t, pipeline, { pauseAt: point })
     await paused.waitForLog('aggregator started')
     const run2 = await ingestRun(pipeline, [FILES[1]])
-    await paused.waitForLog('aggregator paused')
+    const pausedAt = await paused.waitForLog('aggregator paused')
+    t.equal(pausedAt.phase, point)
+    t.equal(pausedAt.runId, run2.runId)
     if (point === 'after-exec') {
       t.equal(await pipeline.redis.exists(pipeline.keys.retired(run2.runId)), 1, 'killed before the old set is unlinked')
     } else {
       t.equal(await pipeline.redis.hget(pipeline.keys.meta, META.generation), run1.runId, 'nothing is swapped yet')
     }
-    if (point === 'staging') t.ok(await pipeline.redis.scard(pipeline.keys.staging(run2.runId)) > 0, 'killed with a partial staging set')
+    if (point === 'staging') {
+      const staged = await pipeline.redis.scard(pipeline.keys.staging(run2.runId))
+      t.same({ partition: pausedAt.partition, staged }, { partition: 0, staged: pausedAt.validCount }, 'killed with the staging set of partition 0 only')
+      t.ok(staged < expected.length, `a partial staging set: ${staged} of ${expected.length} codes`)
+    }
     await paused.kill()
 
     const restarted = spawnAggregator(t, pipeline)

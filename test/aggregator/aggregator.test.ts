@@ -2,6 +2,7 @@
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { gunzipSync, gzipSync } from 'node:zlib'
+import { pino } from 'pino'
 import t, { type Test } from 'tap'
 import { generateCoupons, type AnswerKey } from '../../src/gen/generate-coupons.js'
 import { topicNames } from '../../src/shared/kafka.js'
@@ -9,8 +10,9 @@ import { META, RUN_RESULT } from '../../src/shared/redis-keys.js'
 import { newRunId, type PartitionRange } from '../../src/shared/segments.js'
 import { publishRunRecord } from '../../src/ingest/run-record.js'
 import { produceFile } from '../../src/ingest/produce-file.js'
-import { retryDelayMs } from '../../src/aggregator/aggregator.js'
+import { Aggregator, retryDelayMs } from '../../src/aggregator/aggregator.js'
 import { ingestRun, liveSet, runResult, setupPipeline, startAggregator, waitFor, type Pipeline } from '../helpers/aggregator-fixtures.js'
+import { onRunPhase } from '../helpers/run-phases.js'
 import { silentLogger } from '../helpers/test-env.js'
 
 const FILES = ['couponbase1.gz', 'couponbase2.gz', 'couponbase3.gz']
@@ -41,6 +43,7 @@ async function applySmallBaseline (t: Test, pipeline: Pipeline): Promise<{ runId
 t.test('a run of three generated files publishes exactly the answer key, with its meta', async (t) => {
   const pipeline = await setupPipeline(t, 'agg-run')
   const key: AnswerKey = await generateCoupons({ outDir: pipeline.dir, scale: 0.001, seed: 11 })
+  const started = Date.now()
   await startAggregator(t, pipeline.config)
   const { runId, manifests } = await ingestRun(pipeline, FILES)
 
@@ -51,8 +54,9 @@ t.test('a run of three generated files publishes exactly the answer key, with it
   t.equal(meta[META.generation], runId)
   t.equal(meta[META.validCount], String(key.valid.length))
   t.equal(result[RUN_RESULT.validCount], String(key.valid.length))
-  t.ok(Date.parse(meta[META.lastSwapAt]) > 0, 'lastSwapAt is a date')
-  t.ok(Number(meta[META.swapMs]) >= 0, 'swapMs is a duration')
+  t.equal(meta[META.lastSwapAt], result[RUN_RESULT.appliedAt], 'lastSwapAt is when the run was applied')
+  t.ok(Date.parse(meta[META.lastSwapAt]) >= started && Date.parse(meta[META.lastSwapAt]) <= Date.now(), `lastSwapAt ${meta[META.lastSwapAt]} is during the test`)
+  t.equal(meta[META.swapMs], result[RUN_RESULT.swapMs], 'swapMs is the run\'s')
   t.same(JSON.parse(meta[META.segments]), manifests.map(({ file, segmentId }) => ({ file, segmentId, runId })))
 })
 
@@ -178,6 +182,42 @@ t.test('a run requested first but completed last is applied over a later run, an
   t.same((JSON.parse(meta[META.segments]) as Array<{ runId: string }>).map((s) => s.runId), [runB, runA, runA])
 })
 
-t.test('transient failures are retried with a backoff from 5 s doubling to 60 s', async (t) => {
+t.test('a transient failure is retried after a 5 s backoff, and the run then succeeds', async (t) => {
+  const pipeline = await setupPipeline(t, 'agg-retry')
+  await writeCodes(pipeline, FILES[0], ['SHARED01', 'SHARED02', 'ONLYONE1'])
+  await writeCodes(pipeline, FILES[1], ['SHARED01', 'SHARED02', 'ONLYTWO1'])
+  await writeCodes(pipeline, FILES[2], ['SHARED02', 'ONLYTHRE'])
+  const errors: Array<Record<string, any>> = []
+  const logger = pino({ level: 'error' }, { write: (line: string) => { errors.push(JSON.parse(line)) } })
+  const aggregator = new Aggregator({ config: pipeline.config, logger })
+  t.teardown(() => aggregator.close())
+  await aggregator.start()
+
+  // Another writer adds a member to the run's staging set while it is written: the swap's check
+  // (staged count = written count) fails with a retriable error, the first time only.
+  const runId = newRunId()
+  let injected = false
+  onRunPhase(t, (event) => {
+    if (injected || event.runId !== runId || event.phase !== 'staging') return
+    injected = true
+    pipeline.redis.sadd(pipeline.keys.staging(runId), 'FOREIGN1').catch((err: unknown) => { t.error(err) })
+  })
+  await ingestRun(pipeline, FILES, runId)
+
+  const result = await runResult(pipeline, runId)
+  t.equal(result[RUN_RESULT.state], 'applied', JSON.stringify(result))
+  t.same(await liveSet(pipeline), ['SHARED01', 'SHARED02'], 'the retried run published the right set, without the foreign member')
+  t.equal(errors.length, 1, 'one failed attempt')
+  const [failure] = errors
+  t.equal(failure.msg, 'aggregation failed; retrying in 5 s')
+  t.equal(failure.failures, 1)
+  t.equal(failure.retryInMs, 5000)
+  t.equal(failure.err?.code, 'AGGREGATOR_STAGING_INCOMPLETE')
+  t.match(failure.err?.message, `the staging set of run ${runId} holds 3 codes but 2 were written; not swapping`)
+  const waited = Date.parse(result[RUN_RESULT.appliedAt]) - Number(failure.time)
+  t.ok(waited >= 5000, `applied ${waited} ms after the failure: not before the backoff`)
+})
+
+t.test('the retry delay starts at 5 s and doubles with each consecutive failure up to 60 s', async (t) => {
   t.same([1, 2, 3, 4, 5, 6, 100].map(retryDelayMs), [5000, 10_000, 20_000, 40_000, 60_000, 60_000, 60_000])
 })

@@ -15,6 +15,7 @@ import type { Config } from '../../src/shared/config.js'
 import { redisKeys, type RedisKeys } from '../../src/shared/redis-keys.js'
 import { newRunId, type SegmentManifest } from '../../src/shared/segments.js'
 import { Aggregator } from '../../src/aggregator/aggregator.js'
+import type { RunPhase } from '../../src/aggregator/run-phases.js'
 import { deleteRedisPrefix, deleteTopics, silentLogger, testConfig, testKafka } from './test-env.js'
 import { waitFor } from '../../scripts/lib/wait-for.js'
 
@@ -91,11 +92,16 @@ export interface AggregatorChild {
   exited: Promise<number | null>
 }
 
-/** `coupons aggregator` as a child process, with JSON logs on stdout. */
-export function spawnAggregator (t: Test, pipeline: Pipeline, extraEnv: NodeJS.ProcessEnv = {}): AggregatorChild {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'aggregator'], {
+/**
+ * `coupons aggregator` as a child process, with JSON logs on stdout. With `pauseAt`, the child is
+ * test/helpers/paused-aggregator.ts instead: it logs "aggregator paused" and freezes at the first
+ * event of that phase.
+ */
+export function spawnAggregator (t: Test, pipeline: Pipeline, options: { pauseAt?: RunPhase } = {}): AggregatorChild {
+  const entry = options.pauseAt === undefined ? ['src/cli.ts', 'aggregator'] : ['test/helpers/paused-aggregator.ts', options.pauseAt]
+  const child = spawn(process.execPath, ['--import', 'tsx', ...entry], {
     cwd: process.cwd(),
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...pipeline.env, ...extraEnv },
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...pipeline.env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   const lines: Array<Record<string, unknown>> = []

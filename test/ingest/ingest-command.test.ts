@@ -11,7 +11,7 @@ import { acquireFileLock } from '../../src/ingest/file-lock.js'
 import { loadConfig, type Config } from '../../src/shared/config.js'
 import { topicNames } from '../../src/shared/kafka.js'
 import { redisKeys } from '../../src/shared/redis-keys.js'
-import { readManifests } from '../helpers/ingest-read.js'
+import { expectedCodes, readManifests } from '../helpers/ingest-read.js'
 import { deleteRedisPrefix, deleteTopics, testKafka, uniqueName } from '../helpers/test-env.js'
 
 const FILE = 'couponbase1.gz'
@@ -30,7 +30,7 @@ async function setup (t: Test) {
     redis.disconnect()
     await rm(dir, { recursive: true, force: true })
   })
-  return { env, config, kafka, redis }
+  return { dir, env, config, kafka, redis }
 }
 
 function ingest (t: Test, env: NodeJS.ProcessEnv): { cli: RoleProcess, output: () => string } {
@@ -42,7 +42,7 @@ function ingest (t: Test, env: NodeJS.ProcessEnv): { cli: RoleProcess, output: (
 }
 
 t.test('coupons ingest waits while another production holds the file, then produces it', async (t) => {
-  const { env, config, kafka, redis } = await setup(t)
+  const { dir, env, config, kafka, redis } = await setup(t)
   const lock = await acquireFileLock(redis, redisKeys(config.redisPrefix).ingestLock(FILE))
   const { cli, output } = ingest(t, env)
 
@@ -53,7 +53,9 @@ t.test('coupons ingest waits while another production holds the file, then produ
   t.equal(await cli.exited, 0, 'exits 0 once the file is produced')
   const manifests = (await readManifests(kafka, topicNames(config).segments)).filter((m) => m.file === FILE)
   t.equal(manifests.length, 1, 'one manifest for the file')
-  t.ok(manifests[0].codes > 0, 'with its codes')
+  const expected = expectedCodes(join(dir, FILE), config.kafkaPartitions)
+  t.equal(manifests[0].codes, expected.perPartition.flat().length, 'with every code of the file')
+  t.equal(manifests[0].lines, expected.lines)
 })
 
 t.test('coupons ingest stopped by SIGTERM exits 143 and publishes nothing', async (t) => {
