@@ -22,3 +22,17 @@ export class CouponsError extends Error {
 export function isCouponsError (err: unknown, code?: string): err is CouponsError {
   return err instanceof CouponsError && (code === undefined || err.code === code)
 }
+
+/**
+ * Flash sale (DESIGN section 11): why an operation has no outcome. The routes answer both
+ * retriable codes with 503 and say in the body whether the request may still have been applied;
+ * the direct store and the Kafka request/reply client throw the same codes.
+ */
+export const FLASH_SALE_ERRORS = {
+  /** surely not applied (PostgreSQL or Kafka unreachable, a transient database error): safe to retry */
+  unavailable: 'FLASH_SALE_UNAVAILABLE',
+  /** may have been applied (the connection was lost after the statement or COMMIT was sent, a reply came too late) */
+  outcomeUnknown: 'FLASH_SALE_OUTCOME_UNKNOWN',
+  /** the database refused the statement for a reason a retry does not fix (a missing table, a bug) */
+  storeFailed: 'FLASH_SALE_STORE_FAILED'
+} as const
