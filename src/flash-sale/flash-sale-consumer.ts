@@ -6,11 +6,12 @@
 // message's not-before time), and after FLASH_SALE_MAX_ATTEMPTS to `coupon.<kind>.dlq`.
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage, Message, Producer } from 'kafkajs'
-import { Pool } from 'pg'
+import type { Pool } from 'pg'
 import type { Config } from '../shared/config.js'
 import { CouponsError, FLASH_SALE_ERRORS, isCouponsError } from '../shared/errors.js'
 import { createKafka, ensureTopics } from '../shared/kafka.js'
 import type { Logger } from '../shared/logger.js'
+import { createPool } from '../shared/postgres.js'
 import { REQUEST_KINDS, type ClaimOutcome, type RequestKind } from './contract.js'
 import {
   HEADERS, REQUEST_RETENTION, RequestValues, couponNameOf, decodeValue, encodeValue, flashSaleTopics, headerText, kindOfTopic,
@@ -72,8 +73,7 @@ export class FlashSaleConsumer {
     this.#logger = options.logger.child({ component: 'flash-sale-consumer' })
     this.#topics = flashSaleTopics(options.config)
     this.#ownPool = options.pool === undefined
-    this.#pool = options.pool ?? new Pool({ connectionString: options.config.databaseUrl, max: 10, connectionTimeoutMillis: 5000 })
-    if (this.#ownPool) this.#pool.on('error', (err) => { this.#logger.warn({ err }, 'idle PostgreSQL connection failed') })
+    this.#pool = options.pool ?? createPool(options.config.databaseUrl, 'flash-sale', this.#logger)
   }
 
   async start (): Promise<void> {

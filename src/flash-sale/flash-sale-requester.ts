@@ -79,7 +79,7 @@ export class FlashSaleRequester implements FlashSale {
     // A group of its own, never shared: two api processes given the same INSTANCE_ID share the
     // reply topic, and each must read every reply (keeping the ones it waits for) instead of
     // splitting the partitions and losing the other's replies.
-    const end = await this.#admin.fetchTopicOffsets(this.#replyTopic)
+    const end = await this.#replyTopicEnd()
     this.#consumer = this.#kafka.consumer({
       groupId: `coupons-api-replies-${config.instanceId}-${randomBytes(6).toString('hex')}`,
       allowAutoTopicCreation: false,
@@ -99,6 +99,18 @@ export class FlashSaleRequester implements FlashSale {
     for (const { partition, offset } of end) this.#consumer.seek({ topic: this.#replyTopic, partition, offset })
     this.#running = true
     log.info({ replyTopic: this.#replyTopic, timeoutMs: config.flashSaleReplyTimeoutMs }, 'flash-sale requester started')
+  }
+
+  // The reply topic may have been created a moment ago: its leader can still refuse to list offsets.
+  async #replyTopicEnd (): Promise<Array<{ partition: number, offset: string }>> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await (this.#admin as Admin).fetchTopicOffsets(this.#replyTopic)
+      } catch (err) {
+        if (attempt >= 50 || (err as { retriable?: boolean }).retriable !== true) throw err
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+    }
   }
 
   async create (body: CreateCouponBody): Promise<CreateOutcome> {
