@@ -15,7 +15,7 @@ export interface TestSchema {
   /** a pool whose connections use the schema */
   pool: Pool
   schema: string
-  /** DATABASE_URL whose connections use the schema, for code that makes its own pool (the app) */
+  /** DATABASE_URL whose connections use the schema (and are named after it), for code that makes its own pool (the app) */
   databaseUrl: string
 }
 
@@ -43,5 +43,6 @@ export async function testSchema (t: Teardown, { migrated = true }: { migrated?:
   if (migrated) await migrate(pool, silentLogger)
   const url = new URL(TEST_DATABASE_URL)
   url.searchParams.set('options', `-c search_path=${schema}`)
+  url.searchParams.set('application_name', schema)
   return { pool, schema, databaseUrl: url.toString() }
 }
