@@ -195,7 +195,7 @@ postgres_install() {
   chown postgres:postgres "$hba"
 }
 
-postgres_cluster_version() { ls /etc/postgresql 2>/dev/null | sort -V | tail -1; }
+postgres_cluster_version() { ls /etc/postgresql 2>/dev/null | sort -V | tail -1 || true; }
 postgres_postmaster_pid() { head -1 "/var/lib/postgresql/$1/main/postmaster.pid" 2>/dev/null || true; }
 
 # SSLRequest over a raw socket: a PostgreSQL server answers one byte, S or N, whatever its
