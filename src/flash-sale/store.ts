@@ -17,9 +17,9 @@ export const MIGRATIONS_TABLE = 'pgmigrations'
 /**
  * Applies the pending migrations to the pool's current schema (the first existing schema of its
  * search_path, `public` by default). Several processes may start at once: node-pg-migrate's
- * advisory lock makes the others wait, then find nothing left to do.
+ * advisory lock makes the others wait (within the pool's statement timeout), then find nothing
+ * left to do. Answers the names of the migrations it applied.
  */
-/** Answers the names of the migrations it applied. */
 export async function migrate (pool: Pool, logger: Logger): Promise<string[]> {
   const client = await connect(pool, 'migrating the flash-sale schema')
   try {
@@ -38,7 +38,8 @@ export async function migrate (pool: Pool, logger: Logger): Promise<string[]> {
       advisoryLockMode: 'wait',
       logger: {
         debug: (message: string) => log.debug(message),
-        info: (message: string) => log.info(message),
+        // "> Migrating files" and "No migrations to run!": the caller logs what was applied.
+        info: (message: string) => log.debug(message),
         warn: (message: string) => log.warn(message),
         error: (message: string) => log.error(message)
       }
