@@ -12,6 +12,8 @@ import { HEADERS, REPLY_RETENTION, REQUEST_RETENTION, ReplyValues, couponNameOf,
 
 /** At most this many requests per produce call: a burst is sent in a few calls, not one per request. */
 const MAX_BATCH = 1000
+/** After a failed start, requests try starting again at most this often. */
+const RESTART_INTERVAL_MS = 5000
 
 interface Pending {
   kind: RequestKind
@@ -44,6 +46,8 @@ export class FlashSaleRequester implements FlashSale {
   #producer: Producer | null = null
   #consumer: Consumer | null = null
   #running = false
+  #starting: Promise<void> | null = null
+  #lastStart = 0
   #closing: Promise<void> | null = null
 
   constructor (options: FlashSaleRequesterOptions) {
@@ -61,33 +65,57 @@ export class FlashSaleRequester implements FlashSale {
 
   /**
    * Creates the topics, connects the producer and starts the reply consumer at the reply topic's
-   * current end; when it resolves, every reply to a request sent afterwards will be read.
+   * current end; when it resolves, every reply to a request sent afterwards will be read. After a
+   * failed start (Kafka down when the api starts) or a crash of the reply consumer, the next
+   * request starts it again in the background (at most every RESTART_INTERVAL_MS) and is refused
+   * meanwhile.
    */
   async start (): Promise<void> {
+    if (this.#closing !== null) throw new CouponsError(FLASH_SALE_ERRORS.unavailable, 'the flash-sale client is closed')
+    this.#starting ??= (async () => {
+      this.#lastStart = Date.now()
+      try {
+        await this.#connect()
+      } catch (err) {
+        await this.#disconnect()
+        throw err
+      }
+    })().finally(() => { this.#starting = null })
+    return await this.#starting
+  }
+
+  async #connect (): Promise<void> {
     const config = this.#config
     const log = this.#logger
-    this.#kafka = createKafka(config, log, `coupons-api-${config.instanceId}`)
-    this.#admin = this.#kafka.admin()
+    const kafka = this.#kafka ??= createKafka(config, log, `coupons-api-${config.instanceId}`)
+    this.#admin = kafka.admin()
     await this.#admin.connect()
     await ensureTopics(this.#admin, [
       ...REQUEST_KINDS.map((kind) => ({ topic: this.#topics.request(kind), numPartitions: config.kafkaPartitions, configEntries: REQUEST_RETENTION })),
       { topic: this.#replyTopic, numPartitions: 1, configEntries: REPLY_RETENTION }
     ])
-    this.#producer = this.#kafka.producer({ allowAutoTopicCreation: false })
+    this.#producer = kafka.producer({ allowAutoTopicCreation: false })
     await this.#producer.connect()
 
     // A group of its own, never shared: two api processes given the same INSTANCE_ID share the
     // reply topic, and each must read every reply (keeping the ones it waits for) instead of
     // splitting the partitions and losing the other's replies.
     const end = await this.#replyTopicEnd()
-    this.#consumer = this.#kafka.consumer({
+    const consumer = this.#consumer = kafka.consumer({
       groupId: `coupons-api-replies-${config.instanceId}-${randomBytes(6).toString('hex')}`,
       allowAutoTopicCreation: false,
       maxWaitTimeInMs: 1000
     })
-    await this.#consumer.connect()
-    await this.#consumer.subscribe({ topic: this.#replyTopic, fromBeginning: false })
-    await this.#consumer.run({
+    consumer.on(consumer.events.CRASH, ({ payload }) => {
+      if (payload.restart) return
+      // KafkaJS gave up (a long broker outage): requests would only time out from now on.
+      log.error({ err: payload.error }, 'the flash-sale reply consumer stopped; restarting it on the next request')
+      this.#running = false
+      this.#disconnect().catch(() => {})
+    })
+    await consumer.connect()
+    await consumer.subscribe({ topic: this.#replyTopic, fromBeginning: false })
+    await consumer.run({
       // Nothing to resume after a restart: the requests that were waiting died with the process.
       autoCommit: false,
       eachBatch: async ({ batch }) => {
@@ -96,9 +124,31 @@ export class FlashSaleRequester implements FlashSale {
     })
     // run() has joined the group; the seek pins the start to the end read above, so a reply
     // written between that read and the first fetch is not skipped by "latest".
-    for (const { partition, offset } of end) this.#consumer.seek({ topic: this.#replyTopic, partition, offset })
+    for (const { partition, offset } of end) consumer.seek({ topic: this.#replyTopic, partition, offset })
     this.#running = true
     log.info({ replyTopic: this.#replyTopic, timeoutMs: config.flashSaleReplyTimeoutMs }, 'flash-sale requester started')
+  }
+
+  async #disconnect (): Promise<void> {
+    this.#running = false
+    const clients: Array<[string, { disconnect: () => Promise<void> } | null]> = [
+      ['reply consumer', this.#consumer],
+      ['producer', this.#producer],
+      ['admin', this.#admin]
+    ]
+    this.#consumer = this.#producer = this.#admin = null
+    for (const [what, client] of clients) {
+      try {
+        await client?.disconnect()
+      } catch (err) {
+        this.#logger.warn({ err }, `closing the flash-sale ${what} failed`)
+      }
+    }
+  }
+
+  #restartSoon (): void {
+    if (this.#closing !== null || this.#starting !== null || Date.now() - this.#lastStart < RESTART_INTERVAL_MS) return
+    this.start().catch((err: unknown) => { this.#logger.warn({ err }, 'the flash-sale client could not start; its requests are refused until it does') })
   }
 
   // The reply topic may have been created a moment ago: its leader can still refuse to list offsets.
@@ -126,7 +176,10 @@ export class FlashSaleRequester implements FlashSale {
   }
 
   async #request<K extends RequestKind> (kind: K, value: RequestValue[K]): Promise<unknown> {
-    if (!this.#running) throw new CouponsError(FLASH_SALE_ERRORS.unavailable, 'the flash-sale client is not running', { retriable: true })
+    if (!this.#running) {
+      this.#restartSoon()
+      throw new CouponsError(FLASH_SALE_ERRORS.unavailable, 'the flash-sale client is not running (Kafka unreachable at its start?)', { retriable: true })
+    }
     const correlationId = randomUUID()
     const timeoutMs = this.#config.flashSaleReplyTimeoutMs
     return await new Promise((resolve, reject) => {
@@ -170,8 +223,11 @@ export class FlashSaleRequester implements FlashSale {
       if (messages === undefined) byTopic.set(topic, [message])
       else messages.push(message)
     }
-    const producer = this.#producer as Producer
-    producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) }).catch((err: unknown) => {
+    const producer = this.#producer
+    const sent = producer === null
+      ? Promise.reject(new Error('the producer is not connected'))
+      : producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) })
+    sent.catch((err: unknown) => {
       this.#logger.warn({ err, requests: batch.length }, 'publishing flash-sale requests failed')
       for (const { correlationId } of batch) {
         this.#settle(correlationId)?.reject(new CouponsError(FLASH_SALE_ERRORS.unavailable, 'the flash-sale request could not be published to Kafka', { cause: err, retriable: true }))
@@ -221,18 +277,8 @@ export class FlashSaleRequester implements FlashSale {
         this.#settle(correlationId)?.reject(new CouponsError(FLASH_SALE_ERRORS.outcomeUnknown, 'the flash-sale client closed before the reply came; the request may still be applied', { retriable: true }))
       }
       this.#outbox = []
-      const steps: Array<[string, () => Promise<void> | undefined]> = [
-        ['reply consumer', () => this.#consumer?.disconnect()],
-        ['producer', () => this.#producer?.disconnect()],
-        ['admin', () => this.#admin?.disconnect()]
-      ]
-      for (const [what, disconnect] of steps) {
-        try {
-          await disconnect()
-        } catch (err) {
-          this.#logger.warn({ err }, `closing the flash-sale ${what} failed`)
-        }
-      }
+      await this.#starting?.catch(() => {})
+      await this.#disconnect()
     })()
     return await this.#closing
   }
