@@ -3,9 +3,9 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import { DirectFlashSale } from '../../flash-sale/direct-flash-sale.js'
+import { FlashSaleRequester } from '../../flash-sale/flash-sale-requester.js'
 import type { FlashSale } from '../../flash-sale/contract.js'
 import type { Config } from '../../shared/config.js'
-import { CouponsError, FLASH_SALE_ERRORS } from '../../shared/errors.js'
 import type { Logger } from '../../shared/logger.js'
 import postgresPlugin from './postgres.js'
 
@@ -52,17 +52,9 @@ async function direct (fastify: FastifyInstance, options: FlashSalePluginOptions
 }
 
 /**
- * Event-driven mode: the Kafka request/reply client. Until it is wired in, every request answers
- * 503 UNAVAILABLE (nothing is applied) and start-up says why.
+ * Event-driven mode: the Kafka request/reply client (src/flash-sale/flash-sale-requester.ts); the
+ * coupons flash-sale consumer applies the requests. A failed start is retried by later requests.
  */
 function eventDriven (options: FlashSalePluginOptions): OwnedFlashSale {
-  const unavailable = async (): Promise<never> => {
-    throw new CouponsError(FLASH_SALE_ERRORS.unavailable, 'event-driven flash sales have no request client in this build; set EVENT_DRIVEN_ENABLED=false', { retriable: false })
-  }
-  return {
-    create: unavailable,
-    claim: unavailable,
-    get: unavailable,
-    start: async () => { options.logger.warn('EVENT_DRIVEN_ENABLED=true but this build has no flash-sale request client: the flash-sale routes answer 503') }
-  }
+  return new FlashSaleRequester({ config: options.config, logger: options.logger })
 }
