@@ -23,6 +23,12 @@ import { claimCoupons, createCoupon, getCoupon, migrate } from './store.js'
 const MAX_CLAIMS_PER_TRANSACTION = 2000
 /** Longest wait before a retry, whatever the configured delay and attempt. */
 const MAX_RETRY_DELAY_MS = 60_000
+/**
+ * A dead instance's partitions move to the others after the session timeout: 10 s instead of
+ * KafkaJS's 30 s, since every second of it is a second of 503s for its coupons. Batches heartbeat
+ * after each chunk (well under a second) and waits heartbeat every WAIT_SLICE_MS.
+ */
+const GROUP_TIMING = { sessionTimeout: 10_000, heartbeatInterval: 1000 }
 /** A waiting retry consumer heartbeats this often (well under the session timeout). */
 const WAIT_SLICE_MS = 1000
 
@@ -94,7 +100,7 @@ export class FlashSaleConsumer {
     this.#producer = this.#kafka.producer({ allowAutoTopicCreation: false })
     await this.#producer.connect()
 
-    this.#requests = this.#kafka.consumer({ groupId: this.#topics.consumerGroup, allowAutoTopicCreation: false, maxWaitTimeInMs: 100 })
+    this.#requests = this.#kafka.consumer({ groupId: this.#topics.consumerGroup, allowAutoTopicCreation: false, maxWaitTimeInMs: 100, ...GROUP_TIMING })
     await this.#requests.connect()
     await this.#requests.subscribe({ topics: REQUEST_KINDS.map((kind) => this.#topics.request(kind)), fromBeginning: true })
     await this.#requests.run({
@@ -104,7 +110,7 @@ export class FlashSaleConsumer {
       eachBatch: async (payload) => { await this.#onRequestBatch(payload) }
     })
 
-    this.#retries = this.#kafka.consumer({ groupId: this.#topics.retryGroup, allowAutoTopicCreation: false, maxWaitTimeInMs: 500 })
+    this.#retries = this.#kafka.consumer({ groupId: this.#topics.retryGroup, allowAutoTopicCreation: false, maxWaitTimeInMs: 500, ...GROUP_TIMING })
     await this.#retries.connect()
     await this.#retries.subscribe({ topics: REQUEST_KINDS.map((kind) => this.#topics.retry(kind)), fromBeginning: true })
     await this.#retries.run({
