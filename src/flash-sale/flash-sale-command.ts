@@ -8,7 +8,12 @@ import { FlashSaleConsumer } from './flash-sale-consumer.js'
 export async function flashSaleCommand (_argv: string[]): Promise<void> {
   const config = loadConfig()
   const logger = createLogger(config.logLevel, 'flash-sale')
-  const consumer = new FlashSaleConsumer({ config, logger })
+  const consumer = new FlashSaleConsumer({
+    config,
+    logger,
+    // Exit non-zero so that the orchestrator (compose, npm start) sees it and restarts it.
+    onFatal: () => { consumer.close().finally(() => process.exit(1)) }
+  })
   try {
     await consumer.start()
   } catch (err) {

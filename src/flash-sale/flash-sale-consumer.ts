@@ -57,6 +57,8 @@ export interface FlashSaleConsumerOptions {
   logger: Logger
   /** a pool owned by the caller; default: one of its own on DATABASE_URL, closed by close() */
   pool?: Pool
+  /** called when a Kafka consumer stopped for good (KafkaJS gave up): the process should exit */
+  onFatal?: (err: unknown) => void
 }
 
 export class FlashSaleConsumer {
@@ -65,6 +67,7 @@ export class FlashSaleConsumer {
   readonly #topics: FlashSaleTopics
   readonly #ownPool: boolean
   readonly #pool: Pool
+  readonly #onFatal: (err: unknown) => void
   #kafka: Kafka | null = null
   #admin: Admin | null = null
   #producer: Producer | null = null
@@ -80,6 +83,7 @@ export class FlashSaleConsumer {
     this.#topics = flashSaleTopics(options.config)
     this.#ownPool = options.pool === undefined
     this.#pool = options.pool ?? createPool(options.config.databaseUrl, 'flash-sale', this.#logger)
+    this.#onFatal = options.onFatal ?? (() => {})
   }
 
   async start (): Promise<void> {
@@ -101,6 +105,7 @@ export class FlashSaleConsumer {
     await this.#producer.connect()
 
     this.#requests = this.#kafka.consumer({ groupId: this.#topics.consumerGroup, allowAutoTopicCreation: false, maxWaitTimeInMs: 100, ...GROUP_TIMING })
+    this.#watch(this.#requests, 'request')
     await this.#requests.connect()
     await this.#requests.subscribe({ topics: REQUEST_KINDS.map((kind) => this.#topics.request(kind)), fromBeginning: true })
     await this.#requests.run({
@@ -111,6 +116,7 @@ export class FlashSaleConsumer {
     })
 
     this.#retries = this.#kafka.consumer({ groupId: this.#topics.retryGroup, allowAutoTopicCreation: false, maxWaitTimeInMs: 500, ...GROUP_TIMING })
+    this.#watch(this.#retries, 'retry')
     await this.#retries.connect()
     await this.#retries.subscribe({ topics: REQUEST_KINDS.map((kind) => this.#topics.retry(kind)), fromBeginning: true })
     await this.#retries.run({
@@ -121,6 +127,16 @@ export class FlashSaleConsumer {
       eachBatch: async (payload) => { await this.#onRetryBatch(payload) }
     })
     log.info({ group: this.#topics.consumerGroup, maxAttempts: config.flashSaleMaxAttempts, retryDelayMs: config.flashSaleRetryDelayMs }, 'flash-sale consumer started')
+  }
+
+  // KafkaJS restarts a consumer after a retriable failure; after any other it stops for good, and
+  // a process that silently consumes nothing must not look healthy.
+  #watch (consumer: Consumer, what: string): void {
+    consumer.on(consumer.events.CRASH, ({ payload }) => {
+      if (payload.restart || this.#closing !== null) return
+      this.#logger.fatal({ err: payload.error, consumer: what }, `the flash-sale ${what} consumer stopped for good`)
+      this.#onFatal(payload.error)
+    })
   }
 
   async #onRequestBatch ({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
