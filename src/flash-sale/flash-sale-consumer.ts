@@ -5,7 +5,7 @@
 // Transient failures go to `coupon.<kind>.retry` (read by a second group that waits for each
 // message's not-before time), and after FLASH_SALE_MAX_ATTEMPTS to `coupon.<kind>.dlq`.
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage, Message, Producer } from 'kafkajs'
+import { Partitioners, type Admin, type Consumer, type EachBatchPayload, type Kafka, type KafkaMessage, type Message, type Producer } from 'kafkajs'
 import type { Pool } from 'pg'
 import type { Config } from '../shared/config.js'
 import { CouponsError, FLASH_SALE_ERRORS, isCouponsError } from '../shared/errors.js'
@@ -101,7 +101,7 @@ export class FlashSaleConsumer {
       // Dead letters wait for an operator: kept until deleted (the default of ensureTopics).
       { topic: this.#topics.dlq(kind), numPartitions: partitions }
     ]))
-    this.#producer = this.#kafka.producer({ allowAutoTopicCreation: false })
+    this.#producer = this.#kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner })
     await this.#producer.connect()
 
     this.#requests = this.#kafka.consumer({ groupId: this.#topics.consumerGroup, allowAutoTopicCreation: false, maxWaitTimeInMs: 100, ...GROUP_TIMING })

@@ -2,7 +2,7 @@
 // `coupon.<kind>.req` and awaits the flash-sale consumer's reply on this instance's reply topic.
 // One object owns the producer, the reply consumer and the requests waiting for a reply.
 import { randomBytes, randomUUID } from 'node:crypto'
-import type { Admin, Consumer, Kafka, Message, Producer } from 'kafkajs'
+import { Partitioners, type Admin, type Consumer, type Kafka, type Message, type Producer } from 'kafkajs'
 import type { Config } from '../shared/config.js'
 import { CouponsError, FLASH_SALE_ERRORS } from '../shared/errors.js'
 import { createKafka, ensureTopics } from '../shared/kafka.js'
@@ -94,7 +94,7 @@ export class FlashSaleRequester implements FlashSale {
       ...REQUEST_KINDS.map((kind) => ({ topic: this.#topics.request(kind), numPartitions: config.kafkaPartitions, configEntries: REQUEST_RETENTION })),
       { topic: this.#replyTopic, numPartitions: 1, configEntries: REPLY_RETENTION }
     ])
-    this.#producer = kafka.producer({ allowAutoTopicCreation: false })
+    this.#producer = kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner })
     await this.#producer.connect()
 
     // A group of its own, never shared: two api processes given the same INSTANCE_ID share the
