@@ -157,3 +157,35 @@ t.test('a request retried while PostgreSQL comes back is applied once', async (t
   await waitFor('the claim row', async () => (await counts(stack.pool, 'BACK')).claims === 1)
   t.same(await counts(stack.pool, 'BACK'), { remaining: 4, claims: 1, users: 1 })
 })
+
+t.test('a retry waits out a delay longer than the session timeout without losing its group membership', async (t) => {
+  const proxy = new CuttableProxy()
+  await proxy.start()
+  t.teardown(() => proxy.cut())
+  // 12 s before the second attempt: longer than the 10 s session timeout, so only the heartbeats
+  // sent while waiting keep the member in its group.
+  const stack = await flashSaleEnv(t, 'fsc-longwait', { FLASH_SALE_MAX_ATTEMPTS: '2', FLASH_SALE_RETRY_DELAY_MS: '12000', FLASH_SALE_REPLY_TIMEOUT_MS: '60000' })
+  const config = stack.configWith({ DATABASE_URL: throughProxy(stack.databaseUrl, proxy.hostPort) })
+  await startConsumer(t, config)
+  const requester = await startRequester(t, config)
+  await requester.create({ name: 'WAIT', amount: 5 })
+
+  await proxy.cut()
+  const claim = requester.claim({ user_id: 'u1', coupon_name: 'WAIT' })
+  await readTopic(stack.kafka, flashSaleTopics(config).retry('claim'), 1)
+  await proxy.start()
+  const admin = stack.kafka.admin()
+  await admin.connect()
+  t.teardown(() => admin.disconnect())
+  const generations = new Set<string>()
+  const watching = setInterval(() => {
+    admin.describeGroups([flashSaleTopics(config).retryGroup]).then(({ groups: [group] }) => {
+      generations.add(`${group.state}:${group.members.map((member) => member.memberId).join()}`)
+    }, () => {})
+  }, 500)
+  t.teardown(() => clearInterval(watching))
+  t.same(await claim, { status: 'claimed' }, 'applied by the second attempt')
+  clearInterval(watching)
+  t.equal(generations.size, 1, `one stable member all along (${[...generations].join(' | ')})`)
+  t.same(await counts(stack.pool, 'WAIT'), { remaining: 4, claims: 1, users: 1 })
+})
