@@ -21,6 +21,8 @@ import { claimCoupons, createCoupon, getCoupon, migrate } from './store.js'
 
 /** Claims of one coupon per transaction at most: bounds the statement and the time a lock is held. */
 const MAX_CLAIMS_PER_TRANSACTION = 2000
+/** Under Kafka's default 1 MiB record limit, with room for the headers and the batch framing. */
+const MAX_REPLY_BYTES = 900_000
 /** Longest wait before a retry, whatever the configured delay and attempt. */
 const MAX_RETRY_DELAY_MS = 60_000
 /**
@@ -264,7 +266,16 @@ export class FlashSaleConsumer {
   }
 
   #reply<K extends RequestKind> (request: Request<K>, value: ReplyValue[K], outputs: Output[]): void {
-    outputs.push(replyOutput(request.replyTo, request.correlationId, value))
+    const output = replyOutput(request.replyTo, request.correlationId, value)
+    if ((output.message.value as Buffer).length > MAX_REPLY_BYTES) {
+      // A coupon read with tens of thousands of claimants: Kafka would refuse the record, and a
+      // send that always fails would stall the partition. The caller gets a failure instead.
+      this.#logger.error({ kind: request.kind, bytes: (output.message.value as Buffer).length }, 'a flash-sale reply is too large for Kafka')
+      outputs.push(replyOutput(request.replyTo, request.correlationId, failure(new CouponsError('FLASH_SALE_REPLY_TOO_LARGE',
+        `the reply is ${(output.message.value as Buffer).length} bytes, more than Kafka's ${MAX_REPLY_BYTES}`))))
+      return
+    }
+    outputs.push(output)
   }
 
   /**

@@ -8,6 +8,7 @@ import { FlashSaleConsumer } from '../../src/flash-sale/flash-sale-consumer.js'
 import { FlashSaleRequester } from '../../src/flash-sale/flash-sale-requester.js'
 import { HEADERS, flashSaleTopics, headerText } from '../../src/flash-sale/messages.js'
 import type { Config } from '../../src/shared/config.js'
+import { claimCoupons } from '../../src/flash-sale/store.js'
 import { isCouponsError } from '../../src/shared/errors.js'
 import { CuttableProxy, flashSaleEnv, readTopic, throughProxy, waitFor } from '../helpers/event-driven-env.js'
 import { silentLogger } from '../helpers/test-env.js'
@@ -188,4 +189,19 @@ t.test('a retry waits out a delay longer than the session timeout without losing
   clearInterval(watching)
   t.equal(generations.size, 1, `one stable member all along (${[...generations].join(' | ')})`)
   t.same(await counts(stack.pool, 'WAIT'), { remaining: 4, claims: 1, users: 1 })
+})
+
+t.test('a read whose reply would be too large for Kafka is answered with a failure, and the partition goes on', async (t) => {
+  const { config, pool } = await flashSaleEnv(t, 'fsc-large')
+  await startConsumer(t, config)
+  const requester = await startRequester(t, config)
+  await requester.create({ name: 'HUGE', amount: 100_000 })
+  // 60,000 claimants of ~20 characters: over a megabyte of claimed_by.
+  for (let i = 0; i < 60_000; i += 10_000) {
+    await claimCoupons(pool, 'HUGE', Array.from({ length: 10_000 }, (_, j) => `user-with-a-long-id-${i + j}`))
+  }
+  await t.rejects(requester.get('HUGE'), { code: 'FLASH_SALE_UNAVAILABLE', message: /FLASH_SALE_REPLY_TOO_LARGE/ })
+  // A stuck partition would leave this one without a reply (a timeout, OUTCOME_UNKNOWN).
+  await t.rejects(requester.get('HUGE'), { code: 'FLASH_SALE_UNAVAILABLE', message: /FLASH_SALE_REPLY_TOO_LARGE/ }, 'the same partition is still served')
+  t.same(await requester.claim({ user_id: 'one-more', coupon_name: 'HUGE' }), { status: 'claimed' })
 })
