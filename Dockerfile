@@ -1,5 +1,5 @@
 # One image for every role of the service: the command picks it.
-#   docker run IMAGE api | worker | aggregator | ingest <file> | gen …
+#   docker run IMAGE api | worker | aggregator | flash-sale | ingest <file> | gen …
 # Build stage: all dependencies, compile TypeScript to dist/.
 FROM node:20-slim AS build
 WORKDIR /app
@@ -21,6 +21,8 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm install --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
+# The flash-sale migrations, applied at start-up (dist/flash-sale/store.js reads ../../migrations).
+COPY migrations ./migrations
 # The node image's unprivileged user; the code and node_modules stay owned by root (read-only to it).
 USER node
 EXPOSE 3000

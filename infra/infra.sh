@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Local infrastructure for development, tests and CI: a single-node Kafka 3.9 (KRaft) broker run
-# from Maven Central jars with the machine's Java 17, and a Redis on 127.0.0.1:6379.
+# from Maven Central jars with the machine's Java 17, a Redis on 127.0.0.1:6379 and a PostgreSQL on
+# 127.0.0.1:5432 (the flash-sale store) with the project's database.
 #   infra/infra.sh up      start what is not running, wait until it really works (idempotent)
-#   infra/infra.sh down [kafka|redis]   stop what this script started (by its pid files), or one of them
+#   infra/infra.sh down [kafka|redis|postgres]   stop what this script started (by its pid files), or one of them
 #   infra/infra.sh status  say what runs
 # Everything it writes lives under .data/ (git-ignored); the jars under infra/kafka/lib (git-ignored).
 set -euo pipefail
@@ -17,6 +18,9 @@ KAFKA_PID=$DATA/kafka.pid
 KAFKA_PORT=9092
 REDIS_PORT=6379
 REDIS_PID=$DATA/redis.pid
+PG_PORT=5432
+# "<version> <postmaster pid>" of a Debian cluster this script started: the only one it stops.
+PG_STARTED=$DATA/postgres.started
 READY_TIMEOUT=${INFRA_READY_TIMEOUT:-90}
 
 say() { printf 'infra: %s\n' "$*"; }
@@ -150,11 +154,81 @@ redis_down() {
   rm -f "$REDIS_PID"
 }
 
+# --- PostgreSQL --------------------------------------------------------------------------------
+# The one that answers on 127.0.0.1:5432 is used as it is; otherwise Debian's cluster is started
+# (and, as root, Debian's postgresql installed first). Then the project's database is created.
+postgres_up() {
+  if postgres_ping; then
+    say "postgresql answers on 127.0.0.1:$PG_PORT"
+  else
+    if port_open "$PG_PORT"; then die "port $PG_PORT is open ($(who_listens $PG_PORT)) but does not answer like PostgreSQL"; fi
+    postgres_install
+    local version; version=$(postgres_cluster_version)
+    [ -n "$version" ] || die "Debian's postgresql is installed but has no cluster in /etc/postgresql (pg_createcluster <version> main)"
+    say "starting Debian's PostgreSQL $version cluster \"main\" on 127.0.0.1:$PG_PORT (log: $DATA/postgres.log)"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start >"$DATA/postgres.log" 2>&1 \
+      || { tail -20 "$DATA/postgres.log" >&2; die "pg_ctlcluster could not start PostgreSQL $version main (log: $DATA/postgres.log)"; }
+    local deadline=$((SECONDS + 30))
+    until postgres_ping; do
+      [ $SECONDS -lt $deadline ] || die "PostgreSQL $version main started but does not answer on 127.0.0.1:$PG_PORT in 30 s (is its port $PG_PORT? see /etc/postgresql/$version/main/postgresql.conf)"
+      sleep 0.2
+    done
+    echo "$version $(postgres_postmaster_pid "$version")" >"$PG_STARTED"
+    say "postgresql ready"
+  fi
+  [ -d "$ROOT/node_modules/pg" ] || die "npm dependencies are missing: run 'npm install' (or bash scripts/bootstrap.sh) first"
+  node --import tsx "$ROOT/infra/postgres-ready.ts" "$PG_PORT" 30
+}
+
+postgres_install() {
+  command -v pg_ctlcluster >/dev/null && [ -n "$(postgres_cluster_version)" ] && return
+  [ "$(id -u)" = 0 ] || die "nothing answers on 127.0.0.1:$PG_PORT and Debian's postgresql is not installed (apt-get install postgresql, or run npm run infra:up as root)"
+  say "installing Debian's postgresql"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; } >"$DATA/apt.log" 2>&1 \
+    || { tail -20 "$DATA/apt.log" >&2; die "apt-get could not install postgresql (log: $DATA/apt.log)"; }
+  local version; version=$(postgres_cluster_version)
+  [ -n "$version" ] || die "apt-get installed postgresql but made no cluster in /etc/postgresql"
+  # A cluster made just now for this machine: let the project's user in from 127.0.0.1 without a
+  # password, as DATABASE_URL's default expects (Debian's default asks for one).
+  local hba=/etc/postgresql/$version/main/pg_hba.conf
+  { echo "# added by infra/infra.sh: development cluster"; echo "host all all 127.0.0.1/32 trust"; echo "host all all ::1/128 trust"; cat "$hba"; } >"$hba.new" && mv "$hba.new" "$hba"
+  chown postgres:postgres "$hba"
+}
+
+postgres_cluster_version() { ls /etc/postgresql 2>/dev/null | sort -V | tail -1 || true; }
+postgres_postmaster_pid() { head -1 "/var/lib/postgresql/$1/main/postmaster.pid" 2>/dev/null || true; }
+
+# SSLRequest over a raw socket: a PostgreSQL server answers one byte, S or N, whatever its
+# authentication rules; no psql needed.
+postgres_ping() {
+  port_open "$PG_PORT" || return 1
+  local reply
+  reply=$(exec 3<>"/dev/tcp/127.0.0.1/$PG_PORT" && printf '\x00\x00\x00\x08\x04\xd2\x16\x2f' >&3 && timeout 2 head -c 1 <&3) 2>/dev/null || return 1
+  [[ "$reply" == "S" || "$reply" == "N" ]]
+}
+
+# Only a cluster this script started (and that still runs as it started it) is ours to stop.
+postgres_ours() {
+  [ -f "$PG_STARTED" ] || return 1
+  local version pid; read -r version pid <"$PG_STARTED"
+  [ -n "$pid" ] && [ "$(postgres_postmaster_pid "$version")" = "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
+
+postgres_down() {
+  if postgres_ours; then
+    local version; version=$(cut -d' ' -f1 "$PG_STARTED")
+    say "stopping PostgreSQL $version main (started by this script)"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main stop || die "pg_ctlcluster could not stop PostgreSQL $version main"
+  fi
+  rm -f "$PG_STARTED"
+}
+
 # -----------------------------------------------------------------------------------------------
 mkdir -p "$DATA"
 case "${1:-}" in
   up)
     redis_up
+    postgres_up
     FOREIGN_KAFKA=0
     kafka_up
     [ "$FOREIGN_KAFKA" = 1 ] || kafka_wait ;;
@@ -162,13 +236,15 @@ case "${1:-}" in
     case "${2:-all}" in
       kafka) kafka_down ;;
       redis) redis_down ;;
-      all) kafka_down; redis_down ;;
-      *) die "usage: infra/infra.sh down [kafka|redis]" ;;
+      postgres) postgres_down ;;
+      all) kafka_down; redis_down; postgres_down ;;
+      *) die "usage: infra/infra.sh down [kafka|redis|postgres]" ;;
     esac ;;
   status)
     if pid_alive "$KAFKA_PID" kafka.Kafka; then say "kafka running (pid $(cat "$KAFKA_PID")) on 127.0.0.1:$KAFKA_PORT"
     elif port_open "$KAFKA_PORT"; then say "kafka not started by this checkout, but port $KAFKA_PORT is open ($(who_listens $KAFKA_PORT))"
     else say "kafka not running"; fi
-    if redis_ping; then say "redis answers on 127.0.0.1:$REDIS_PORT$(pid_alive "$REDIS_PID" redis-server && echo " (started by us, pid $(cat "$REDIS_PID"))")"; else say "redis not answering"; fi ;;
-  *) die "usage: infra/infra.sh up|down [kafka|redis]|status" ;;
+    if redis_ping; then say "redis answers on 127.0.0.1:$REDIS_PORT$(pid_alive "$REDIS_PID" redis-server && echo " (started by us, pid $(cat "$REDIS_PID"))")"; else say "redis not answering"; fi
+    if postgres_ping; then say "postgresql answers on 127.0.0.1:$PG_PORT$(postgres_ours && echo " (started by us: Debian cluster $(cut -d' ' -f1 "$PG_STARTED") main)")"; else say "postgresql not answering"; fi ;;
+  *) die "usage: infra/infra.sh up|down [kafka|redis|postgres]|status" ;;
 esac

@@ -3,16 +3,20 @@
 import { writeFile, mkdir } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { buildApp } from '../src/api/app.js'
+import type { FlashSale } from '../src/flash-sale/contract.js'
 import { loadConfig } from '../src/shared/config.js'
 import { createLogger } from '../src/shared/logger.js'
+
+const notServing = async (): Promise<never> => { throw new Error('the OpenAPI generator serves no request') }
+const documentOnly: FlashSale = { create: notServing, claim: notServing, get: notServing }
 
 export const OPENAPI_PATH = fileURLToPath(new URL('../openapi/openapi.json', import.meta.url))
 
 /** The document as the app serves it, in the committed file's formatting. */
 export async function renderOpenApi (env: NodeJS.ProcessEnv = {}): Promise<string> {
   // The document does not depend on the environment (tests pass their own Redis prefix); Redis
-  // need not be up.
-  const app = buildApp({ config: loadConfig({ LOG_LEVEL: 'silent', INGEST_CRON: 'off', ...env }), logger: createLogger('silent'), redisConnectWaitMs: 0 })
+  // need not be up, and the flash sale is a stand-in: neither Kafka nor PostgreSQL is touched.
+  const app = buildApp({ config: loadConfig({ LOG_LEVEL: 'silent', INGEST_CRON: 'off', ...env }), logger: createLogger('silent'), redisConnectWaitMs: 0, flashSale: documentOnly })
   try {
     await app.ready()
     return `${JSON.stringify(app.swagger(), null, 2)}\n`

@@ -1,6 +1,6 @@
-// The launcher behind `npm start` (after scripts/start.sh has started Kafka and Redis): sample data
-// when the data folder has no coupon files, the api (with its embedded ingest worker) and the
-// aggregator as separate processes, a first run, and the URLs to try.
+// The launcher behind `npm start` (after scripts/start.sh has started Kafka, Redis and PostgreSQL):
+// sample data when the data folder has no coupon files, the api (with its embedded ingest worker),
+// the aggregator and the flash-sale consumer as separate processes, a first run, and the URLs to try.
 import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
@@ -42,7 +42,12 @@ if (present.length === 0) {
   console.log(`using the coupon files in ${config.couponDataDir}: ${present.join(', ')}`)
 }
 
-const roles: RoleProcess[] = [startRole('aggregator', [], env), startRole('api', [], env)]
+// The flash-sale consumer applies the api's flash-sale requests (EVENT_DRIVEN_ENABLED, the default).
+const roles: RoleProcess[] = [
+  startRole('aggregator', [], env),
+  ...(config.eventDrivenEnabled ? [startRole('flash-sale', [], env)] : []),
+  startRole('api', [], env)
+]
 let stopping = false
 async function stopAll (): Promise<void> {
   if (stopping) return
@@ -69,6 +74,8 @@ try {
   api         ${base}
   docs        ${base}/docs
   try         curl -i ${base}/coupons/HAPPYHRS
+  flash sale  curl -i -H 'content-type: application/json' -d '{"name":"PROMO","amount":100}' ${base}/api/coupons
+              curl -i -H 'content-type: application/json' -d '{"user_id":"u1","coupon_name":"PROMO"}' ${base}/api/coupons/claim
   admin       curl -H 'Authorization: Bearer ${token}' ${base}/admin/status
   first run   ${runId}: curl -H 'Authorization: Bearer ${token}' ${base}/admin/runs/${runId}
   (the admin token is ADMIN_TOKEN, or the one kept in .data/admin-token; Ctrl-C stops everything)

@@ -28,6 +28,10 @@ const commands: Record<string, Command> = {
     summary: 'follow coupons.segments, decide the valid set and swap it into Redis',
     run: async (argv) => { await (await import('./aggregator/aggregator-command.js')).aggregatorCommand(argv) }
   },
+  'flash-sale': {
+    summary: 'apply the flash-sale requests from Kafka to PostgreSQL and reply (EVENT_DRIVEN_ENABLED)',
+    run: async (argv) => { await (await import('./flash-sale/flash-sale-command.js')).flashSaleCommand(argv) }
+  },
   api: {
     summary: 'serve the HTTP API (and the ingest worker unless INGEST_WORKER=false)',
     run: async (argv) => { await (await import('./api/server.js')).apiCommand(argv) }

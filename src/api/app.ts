@@ -7,20 +7,25 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import underPressure from '@fastify/under-pressure'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { FlashSale } from '../flash-sale/contract.js'
 import type { Config } from '../shared/config.js'
 import { createLogger, type Logger } from '../shared/logger.js'
 import { HttpError } from './http-errors.js'
 import type { ErrorResponse } from './schemas.js'
+import flashSalePlugin from './plugins/flash-sale.js'
 import ingestRunsPlugin, { type IngestRunsApi } from './plugins/ingest-runs.js'
 import redisPlugin from './plugins/redis.js'
 import adminRoutes from './routes/admin.js'
 import couponRoutes from './routes/coupons.js'
+import flashSaleRoutes from './routes/flash-sale.js'
 
 export interface BuildAppOptions {
   config: Config
   logger?: Logger
   /** an IngestRuns owned by the caller; default: the app makes (and closes) its own */
   ingestRuns?: IngestRunsApi
+  /** the flash sale, owned by the caller; default: the app makes (and closes) one for EVENT_DRIVEN_ENABLED */
+  flashSale?: FlashSale
   /** how often the Redis health check runs; while it fails every route answers 503 */
   healthCheckIntervalMs?: number
   /** how long start-up waits for Redis before serving anyway */
@@ -69,6 +74,7 @@ export function buildApp (options: BuildAppOptions) {
       tags: [
         { name: 'coupons', description: 'Used by checkout' },
         { name: 'admin', description: 'Operators; Authorization: Bearer <ADMIN_TOKEN>' },
+        { name: 'flash-sale', description: 'Limited-stock coupons that each user claims once' },
         { name: 'health', description: 'Liveness and load shedding' }
       ],
       components: {
@@ -80,6 +86,7 @@ export function buildApp (options: BuildAppOptions) {
 
   app.register(redisPlugin, { url: config.redisUrl, logger, connectWaitMs: options.redisConnectWaitMs })
   app.register(ingestRunsPlugin, { config, logger, ingestRuns: options.ingestRuns })
+  app.register(flashSalePlugin, { config, logger, flashSale: options.flashSale })
 
   app.register(underPressure, {
     maxEventLoopDelay: options.maxEventLoopDelayMs ?? 1000,
@@ -103,6 +110,7 @@ export function buildApp (options: BuildAppOptions) {
     rateLimitWindowMs: config.rateLimitWindowMs
   })
   app.register(adminRoutes, { prefix: '/admin', config, dependencyTimeoutMs: options.dependencyTimeoutMs ?? 5000 })
+  app.register(flashSaleRoutes)
 
   return app
 }

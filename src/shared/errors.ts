@@ -41,9 +41,18 @@ export const errorCodes = [
   'AGGREGATOR_SWAP_CONTENDED',
   'AGGREGATOR_CLOSING',
 
+  // flash sale (DESIGN section 11). The routes answer UNAVAILABLE and OUTCOME_UNKNOWN with 503 and
+  // say in the body whether the request may still have been applied.
+  /** surely not applied (PostgreSQL or Kafka unreachable, a transient database error): safe to retry */
   'FLASH_SALE_UNAVAILABLE',
-  'FLASH_SALE_TIMEOUT',
-  'FLASH_SALE_REJECTED'
+  /** may have been applied (the connection was lost after the statement or COMMIT was sent, a reply came too late) */
+  'FLASH_SALE_OUTCOME_UNKNOWN',
+  /** the database refused the statement for a reason a retry does not fix (a missing table, a bug) */
+  'FLASH_SALE_STORE_FAILED',
+  /** a request on a Kafka topic that is not one of ours (unparseable, no reply topic): dead-lettered at once */
+  'FLASH_SALE_BAD_MESSAGE',
+  /** a reply over Kafka's message size (a coupon read with tens of thousands of claimants) */
+  'FLASH_SALE_REPLY_TOO_LARGE'
 ] as const
 
 export type ErrorCode = typeof errorCodes[number]

@@ -37,6 +37,8 @@ export function createKafka (config: Pick<Config, 'kafkaBrokers' | 'logLevel'>, 
 export interface TopicSpec {
   topic: string
   numPartitions: number
+  /** topic configs at creation; default: kept forever (the data topics and coupons.segments) */
+  configEntries?: Array<{ name: string, value: string }>
 }
 
 // Data is kept until the aggregator deletes what no current segment needs, never by age: a file
@@ -58,14 +60,27 @@ export async function ensureTopics (admin: Admin, specs: TopicSpec[], timeoutMs 
   const existing = new Set(await admin.listTopics())
   const missing = specs.filter((spec) => !existing.has(spec.topic))
   if (missing.length > 0) {
-    await admin.createTopics({
-      waitForLeaders: true,
-      topics: missing.map(({ topic, numPartitions }) => ({ topic, numPartitions, replicationFactor: -1, configEntries: KEEP_FOREVER }))
-    })
+    try {
+      await admin.createTopics({
+        waitForLeaders: true,
+        topics: missing.map(({ topic, numPartitions, configEntries }) => ({ topic, numPartitions, replicationFactor: -1, configEntries: configEntries ?? KEEP_FOREVER }))
+      })
+    } catch (err) {
+      // KafkaJS's wait for leaders gives up when the broker's metadata does not list a topic
+      // created a moment ago (several topics at once): the loop below waits for it instead.
+      if (!isNotYetKnown(err)) throw err
+    }
   }
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    const { topics } = await admin.fetchTopicMetadata({ topics: specs.map((spec) => spec.topic) })
+    let topics: Awaited<ReturnType<Admin['fetchTopicMetadata']>>['topics']
+    try {
+      ({ topics } = await admin.fetchTopicMetadata({ topics: specs.map((spec) => spec.topic) }))
+    } catch (err) {
+      if (!isNotYetKnown(err) || Date.now() > deadline) throw err
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      continue
+    }
     let leaderless: string | null = null
     for (const spec of specs) {
       const found = topics.find((t) => t.name === spec.topic)
@@ -81,4 +96,8 @@ export async function ensureTopics (admin: Admin, specs: TopicSpec[], timeoutMs 
     if (Date.now() > deadline) throw new CouponsError('KAFKA_NO_LEADER', `topic ${leaderless} has partitions without a leader after ${timeoutMs} ms`, { retriable: true })
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
+}
+
+function isNotYetKnown (err: unknown): boolean {
+  return (err as { type?: string }).type === 'UNKNOWN_TOPIC_OR_PARTITION'
 }

@@ -63,22 +63,23 @@ t.test('compose accepts the file', { skip: compose === null ? noCompose : false 
   )
 })
 
-t.test('the pipeline has kafka (KRaft), redis, api, worker and aggregator', async (t) => {
+t.test('the pipeline has kafka (KRaft), redis, postgres, api, worker, aggregator and the flash-sale consumer', async (t) => {
   const { services } = await composeFile()
-  t.same(Object.keys(services).sort(), ['aggregator', 'api', 'kafka', 'redis', 'worker'])
+  t.same(Object.keys(services).sort(), ['aggregator', 'api', 'flash-sale', 'kafka', 'postgres', 'redis', 'worker'])
   t.match(services.kafka.image, /^apache\/kafka:3\.9\.\d+$/)
   t.match(services.kafka.environment?.KAFKA_PROCESS_ROLES, /controller/, 'KRaft: the broker is its own controller')
   t.equal(services.kafka.environment?.KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR, '1', 'single node')
   t.match(services.redis.image, /^redis:/)
+  t.match(services.postgres.image, /^postgres:\d+/)
 })
 
 t.test('every app service runs one image with a command of the CLI and variables of the config schema', async (t) => {
   const { services } = await composeFile()
   const commands = await cliCommands()
-  t.ok(commands.includes('api') && commands.includes('worker') && commands.includes('aggregator'), `the CLI lists its commands (${commands.join(', ')})`)
+  t.ok(['api', 'worker', 'aggregator', 'flash-sale'].every((command) => commands.includes(command)), `the CLI lists its commands (${commands.join(', ')})`)
   const known = Object.keys(EnvSchema.properties)
   const apps = Object.entries(services).filter(([, service]) => service.build !== undefined)
-  t.same(apps.map(([name]) => name).sort(), ['aggregator', 'api', 'worker'])
+  t.same(apps.map(([name]) => name).sort(), ['aggregator', 'api', 'flash-sale', 'worker'])
   t.equal(new Set(apps.map(([, service]) => service.image)).size, 1, 'one image for every role')
   for (const [name, service] of apps) {
     t.ok(service.command?.[0] !== undefined && commands.includes(service.command[0]), `${name}: "${service.command?.join(' ')}" is a CLI command`)
@@ -97,11 +98,31 @@ t.test('the worker reads the data folder read-only at COUPON_DATA_DIR', async (t
   t.equal(mount?.[2], 'ro', 'read-only')
 })
 
+t.test('the api and the flash-sale consumer share one PostgreSQL database: the compose postgres service', async (t) => {
+  const { services } = await composeFile()
+  const postgres = services.postgres.environment ?? {}
+  for (const name of ['api', 'flash-sale']) {
+    const url = new URL(interpolate(services[name].environment?.DATABASE_URL ?? ''))
+    t.equal(url.hostname, 'postgres', `${name}: DATABASE_URL names the postgres service`)
+    t.equal(url.pathname, `/${postgres.POSTGRES_DB}`, `${name}: the database postgres creates`)
+    t.equal(decodeURIComponent(url.username), postgres.POSTGRES_USER, `${name}: its user`)
+    t.equal(decodeURIComponent(url.password), interpolate(postgres.POSTGRES_PASSWORD ?? ''), `${name}: its password`)
+  }
+  t.equal(services.api.environment?.EVENT_DRIVEN_ENABLED, 'true', 'the api sends flash-sale requests to the consumer')
+  t.notOk((services.postgres as { ports?: unknown }).ports, 'PostgreSQL is not published on the host')
+})
+
 t.test('services wait for healthy dependencies, and those have health checks', async (t) => {
   const { services } = await composeFile()
-  for (const name of ['api', 'worker', 'aggregator']) {
+  const needs: Record<string, string[]> = {
+    api: ['kafka', 'postgres', 'redis'],
+    worker: ['kafka', 'redis'],
+    aggregator: ['kafka', 'redis'],
+    'flash-sale': ['kafka', 'postgres']
+  }
+  for (const [name, expected] of Object.entries(needs)) {
     const dependsOn = services[name].depends_on ?? {}
-    t.same(Object.keys(dependsOn).sort(), ['kafka', 'redis'], `${name} depends on kafka and redis`)
+    t.same(Object.keys(dependsOn).sort(), expected, `${name} depends on ${expected.join(', ')}`)
     for (const [dependency, { condition }] of Object.entries(dependsOn)) {
       t.equal(condition, 'service_healthy', `${name} waits until ${dependency} is healthy`)
       t.ok(services[dependency].healthcheck?.test, `${dependency} has a health check`)

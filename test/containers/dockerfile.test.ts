@@ -33,6 +33,18 @@ t.test('the Dockerfile builds in one stage and runs the compiled CLI as a non-ro
   t.ok(runtime.lines.includes('ENTRYPOINT ["node", "dist/cli.js"]'), 'the entry point is the CLI, so one image runs every role')
 })
 
+t.test('the image holds the flash-sale migrations where the compiled store looks for them', async (t) => {
+  const runtime = stages(await read('Dockerfile')).at(-1)!
+  const workdir = runtime.lines.filter((line) => /^WORKDIR\s/.test(line)).at(-1)?.split(/\s+/)[1]
+  t.equal(workdir, '/app')
+  t.ok(runtime.lines.includes('COPY migrations ./migrations'), 'the runtime stage copies migrations/ to /app/migrations')
+  // dist/flash-sale/store.js resolves ../../migrations/, as src/flash-sale/store.ts does.
+  t.equal(new URL('../../migrations/', 'file:///app/dist/flash-sale/store.js').pathname, '/app/migrations/')
+  const ignored = (await read('.dockerignore')).split('\n').map((line) => line.trim())
+  t.notOk(ignored.some((entry) => entry === 'migrations' || entry === 'migrations/'), '.dockerignore keeps migrations/ in the build context')
+  t.ok(await read('migrations/0001_coupons-and-claims.sql'))
+})
+
 t.test('the entry point exists after npm run build', async (t) => {
   const pkg = JSON.parse(await read('package.json'))
   t.match(pkg.scripts.build, /tsconfig\.build\.json/)

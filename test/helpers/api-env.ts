@@ -6,12 +6,19 @@ import { createServer } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import { buildApp, type App, type BuildAppOptions } from '../../src/api/app.js'
+import type { FlashSale } from '../../src/flash-sale/contract.js'
 import type { Config } from '../../src/shared/config.js'
+import { CouponsError } from '../../src/shared/errors.js'
 import { createLogger } from '../../src/shared/logger.js'
 import { META, redisKeys } from '../../src/shared/redis-keys.js'
 import { deleteRedisPrefix, deleteTopics, testConfig, testKafka } from './test-env.js'
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef'
+
+const notConfigured = async (): Promise<never> => {
+  throw new CouponsError('FLASH_SALE_UNAVAILABLE', 'this test app has no flash sale: pass EVENT_DRIVEN_ENABLED to testApp', { retriable: true })
+}
+const unusedFlashSale: FlashSale = { create: notConfigured, claim: notConfigured, get: notConfigured }
 
 interface Teardown { teardown: (fn: () => unknown) => void }
 
@@ -25,7 +32,10 @@ export interface TestApp {
 /** A ready app on a fresh prefix; closed and cleaned up when the test ends. */
 export async function testApp (t: Teardown, env: NodeJS.ProcessEnv = {}, options: Partial<BuildAppOptions> = {}): Promise<TestApp> {
   const config = testConfig('api', { ADMIN_TOKEN, ...env })
-  const app = buildApp({ config, logger: createLogger('silent'), redisConnectWaitMs: 500, ...options })
+  // A test that says nothing about the flash sale gets a stand-in: no Kafka request/reply client
+  // (its background fetches would skew the load-shedding test) and no PostgreSQL migrations.
+  const flashSale = env.EVENT_DRIVEN_ENABLED === undefined ? { flashSale: unusedFlashSale } : {}
+  const app = buildApp({ config, logger: createLogger('silent'), redisConnectWaitMs: 500, ...flashSale, ...options })
   const redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => 200 })
   redis.on('error', () => {})
   t.teardown(async () => {
