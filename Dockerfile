@@ -1,9 +1,11 @@
 # One image for every role of the service: the command picks it.
 #   docker run IMAGE api | worker | aggregator | flash-sale | ingest <file> | gen …
 # Build stage: all dependencies, compile TypeScript to dist/.
-FROM node:20-slim AS build
+FROM node:24-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
+# patch-package applies these in npm's postinstall (a kafkajs fix for Node 24, see patches/README.md).
+COPY patches ./patches
 # npm install, not npm ci: the lock was written against a registry that lacks some platform
 # builds of an optional dependency (msgpackr-extract), and npm ci refuses such a lock anywhere.
 # npm install keeps every locked version.
@@ -13,12 +15,13 @@ COPY src ./src
 RUN npm run build
 
 # Runtime stage: production dependencies and the compiled code only, run as a non-root user.
-FROM node:20-slim AS runtime
+FROM node:24-slim AS runtime
 ENV HOST=0.0.0.0 \
     PORT=3000 \
     COUPON_DATA_DIR=/data
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY patches ./patches
 RUN npm install --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
 # The flash-sale migrations, applied at start-up (dist/flash-sale/store.js reads ../../migrations).

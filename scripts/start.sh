@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/bootstrap.sh
+source scripts/lib/node-runtime.sh
+use_supported_node
 before=$(bash infra/infra.sh status)
 bash infra/infra.sh up
 after=$(bash infra/infra.sh status)

@@ -21,7 +21,7 @@ function stages (dockerfile: string): Stage[] {
 t.test('the Dockerfile builds in one stage and runs the compiled CLI as a non-root user in another', async (t) => {
   const all = stages(await read('Dockerfile'))
   t.ok(all.length >= 2, 'multi-stage')
-  for (const stage of all) t.match(stage.from, /^node:20-(slim|alpine)$/, `${stage.name ?? 'stage'} uses node 20`)
+  for (const stage of all) t.match(stage.from, /^node:24-(slim|alpine)$/, `${stage.name ?? 'stage'} uses node 24`)
   const [build, runtime] = [all[0], all.at(-1)!]
   t.ok(build.lines.some((line) => /^RUN npm install\b/.test(line) && !/--omit=dev/.test(line)), 'build stage installs every dependency')
   t.ok(build.lines.some((line) => /^RUN npm run build\b/.test(line)), 'build stage compiles')
@@ -45,6 +45,17 @@ t.test('the image holds the flash-sale migrations where the compiled store looks
   t.ok(await read('migrations/0001_coupons-and-claims.sql'))
 })
 
+t.test('every stage copies patches/ before npm install, since npm\'s postinstall applies them', async (t) => {
+  const pkg = JSON.parse(await read('package.json'))
+  t.equal(pkg.scripts.postinstall, 'patch-package')
+  t.ok(pkg.dependencies['patch-package'], 'a production dependency: the runtime stage installs with --omit=dev')
+  for (const stage of stages(await read('Dockerfile'))) {
+    const copy = stage.lines.findIndex((line) => /^COPY patches\b/.test(line))
+    const install = stage.lines.findIndex((line) => /^RUN npm install\b/.test(line))
+    t.ok(copy >= 0 && copy < install, `${stage.name ?? 'stage'} copies patches/ before npm install`)
+  }
+})
+
 t.test('the entry point exists after npm run build', async (t) => {
   const pkg = JSON.parse(await read('package.json'))
   t.match(pkg.scripts.build, /tsconfig\.build\.json/)
@@ -56,7 +67,7 @@ t.test('the entry point exists after npm run build', async (t) => {
 
 t.test('.dockerignore keeps data, secrets and local builds out of the context', async (t) => {
   const ignored = (await read('.dockerignore')).split('\n').map((line) => line.trim())
-  for (const entry of ['.git', 'node_modules', 'data', '.data', '.env', 'dist', '*.gz']) {
+  for (const entry of ['.git', 'node_modules', '.tools', 'data', '.data', '.env', 'dist', '*.gz']) {
     t.ok(ignored.includes(entry), `ignores ${entry}`)
   }
 })
