@@ -3,6 +3,7 @@
 // code says whether the request may still have been applied (OUTCOME_UNKNOWN) or surely was not
 // (UNAVAILABLE), never a hang and never internals.
 import { TypeBoxValidatorCompiler, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { TYPE_HEALTH_CHECK } from '@fastify/under-pressure'
 import { ClaimCouponBody, Claimed, CouponNameParams, CreateCouponBody, FlashCoupon } from '../../flash-sale/contract.js'
 import { isCouponsError } from '../../shared/errors.js'
 import { HttpError } from '../http-errors.js'
@@ -11,7 +12,20 @@ import { ErrorResponse } from '../schemas.js'
 /** Seconds a client should wait after a 503: a flash sale does not last long. */
 export const RETRY_AFTER_SECONDS = 2
 
+/** Seconds to wait after a 503 from load shedding, as under-pressure answers for the other routes. */
+export const RETRY_AFTER_OVERLOAD_SECONDS = 5
+
 const error = (description: string) => ({ ...ErrorResponse, description })
+
+/**
+ * under-pressure's health check is Redis, which the flash sale does not use: a Redis outage must
+ * not take it down (its own dependency failures answer 503 by themselves). An overloaded process
+ * still sheds these routes like every other.
+ */
+async function pressureHandler (_request: unknown, _reply: unknown, type: string): Promise<void> {
+  if (type === TYPE_HEALTH_CHECK) return
+  throw new HttpError(503, 'the server is overloaded; try again shortly', { retryAfter: RETRY_AFTER_OVERLOAD_SECONDS })
+}
 
 const responses = {
   400: error('Malformed request: a body or name that does not match the schema (no extra fields, no type conversion)'),
@@ -26,6 +40,7 @@ const flashSaleRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.setValidatorCompiler(TypeBoxValidatorCompiler)
 
   fastify.post('/api/coupons', {
+    config: { pressureHandler },
     schema: {
       tags: ['flash-sale'],
       summary: 'Create a flash-sale coupon with its stock',
@@ -47,6 +62,7 @@ const flashSaleRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/api/coupons/claim', {
+    config: { pressureHandler },
     schema: {
       tags: ['flash-sale'],
       summary: 'Claim one unit of a coupon for a user',
@@ -74,6 +90,7 @@ const flashSaleRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.get('/api/coupons/:name', {
+    config: { pressureHandler },
     schema: {
       tags: ['flash-sale'],
       summary: 'A coupon: its stock, what is left and who claimed it',

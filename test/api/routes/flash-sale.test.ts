@@ -1,6 +1,6 @@
 import type { Pool } from 'pg'
 import t from 'tap'
-import { RETRY_AFTER_SECONDS } from '../../../src/api/routes/flash-sale.js'
+import { RETRY_AFTER_OVERLOAD_SECONDS, RETRY_AFTER_SECONDS } from '../../../src/api/routes/flash-sale.js'
 import type { App } from '../../../src/api/app.js'
 import { freePort, testApp } from '../../helpers/api-env.js'
 import { TEST_DATABASE_URL, testSchema } from '../../helpers/postgres-env.js'
@@ -140,6 +140,31 @@ t.test('with PostgreSQL unreachable every flash-sale route answers 503 UNAVAILAB
   }
   t.ok(Date.now() - started < 5000, 'answers without waiting for a timeout')
   t.equal((await app.inject({ method: 'GET', url: '/health' })).statusCode, 200, 'the rest of the api is unaffected')
+})
+
+t.test('a Redis outage does not take the flash sale down: its routes answer while /health and lookups are 503', async (t) => {
+  const { databaseUrl } = await testSchema(t, { migrated: false })
+  const redisPort = await freePort()
+  const { app } = await testApp(t, { EVENT_DRIVEN_ENABLED: 'false', DATABASE_URL: databaseUrl, REDIS_URL: `redis://127.0.0.1:${redisPort}` }, { redisConnectWaitMs: 100 })
+  t.equal((await app.inject({ method: 'GET', url: '/health' })).statusCode, 503, 'the health check sees Redis down')
+  t.equal((await app.inject({ method: 'GET', url: '/coupons/HAPPYHRS' })).statusCode, 503, 'lookups need Redis')
+  t.equal((await create(app, { name: 'NO_REDIS', amount: 2 })).statusCode, 201)
+  t.equal((await claim(app, { user_id: 'user_1', coupon_name: 'NO_REDIS' })).statusCode, 200)
+  t.same((await get(app, 'NO_REDIS')).json(), { name: 'NO_REDIS', amount: 2, remaining_amount: 1, claimed_by: ['user_1'] })
+})
+
+t.test('an overloaded event loop sheds the flash-sale routes too, with Retry-After', async (t) => {
+  const { databaseUrl } = await testSchema(t, { migrated: false })
+  const { app } = await testApp(t, { EVENT_DRIVEN_ENABLED: 'false', DATABASE_URL: databaseUrl }, { maxEventLoopDelayMs: 5 })
+  t.equal((await create(app, { name: 'BUSY', amount: 1 })).statusCode, 201)
+  // Block the event loop for longer than the 1 s sampling interval of under-pressure.
+  const until = Date.now() + 1500
+  while (Date.now() < until) { /* busy */ }
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  const shed = await get(app, 'BUSY')
+  t.equal(shed.statusCode, 503)
+  t.equal(shed.headers['retry-after'], String(RETRY_AFTER_OVERLOAD_SECONDS))
+  t.same(shed.json(), { statusCode: 503, error: 'Service Unavailable', message: 'the server is overloaded; try again shortly' })
 })
 
 t.test('a claim whose connection is lost in flight answers 503 OUTCOME_UNKNOWN, telling how to check', async (t) => {
