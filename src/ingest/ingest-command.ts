@@ -6,7 +6,7 @@ import { constants } from 'node:os'
 import { basename, resolve } from 'node:path'
 import closeWithGrace from 'close-with-grace'
 import { checkRunFiles, loadConfig, type Config } from '../shared/config.js'
-import { CouponsError } from '../shared/errors.js'
+import { CouponsError, isCouponsError } from '../shared/errors.js'
 import { createKafka } from '../shared/kafka.js'
 import { createLogger } from '../shared/logger.js'
 import { createRedis } from '../shared/redis.js'
@@ -83,7 +83,7 @@ export async function ingestCommand (argv: string[]): Promise<void> {
       }
     }
     if (failed.length === 1) throw failed[0]
-    if (failed.length > 1) throw new AggregateError(failed, failed.map((err) => `${(err as CouponsError).code ?? 'ERROR'}: ${err.message}`).join('; '))
+    if (failed.length > 1) throw new AggregateError(failed, failed.map((err) => `${isCouponsError(err) ? err.code : 'ERROR'}: ${err.message}`).join('; '))
   })()
   try {
     await work

@@ -29,11 +29,11 @@ export const SANDBOX_INHERITED_ENV = ['PATH', 'HOME', 'TMPDIR', 'TZ', 'LANG', 'N
 
 /**
  * The whole environment of a sandboxed child. Its configuration arrives as JSON without the admin
- * token, and the host's other variables (ADMIN_TOKEN itself, credentials of whatever else runs in
+ * token and the flash sale's DATABASE_URL (which may hold a password), and the host's other variables (ADMIN_TOKEN itself, credentials of whatever else runs in
  * the host) are not passed on: a file job has no use for them.
  */
 export function sandboxEnv (config: Config, env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  const { adminToken: _adminToken, ...sandboxConfig } = config
+  const { adminToken: _adminToken, databaseUrl: _databaseUrl, ...sandboxConfig } = config
   const inherited = SANDBOX_INHERITED_ENV.filter((name) => env[name] !== undefined).map((name) => [name, env[name]])
   return { ...Object.fromEntries(inherited), [SANDBOX_CONFIG_ENV]: JSON.stringify(sandboxConfig) }
 }

@@ -14,6 +14,7 @@ import { startRole, type RoleProcess } from '../../scripts/lib/role-process.js'
 import { waitFor } from '../../scripts/lib/wait-for.js'
 import { generateCoupons } from '../../src/gen/generate-coupons.js'
 import { loadConfig } from '../../src/shared/config.js'
+import type { RunResult } from '../../src/shared/run-contract.js'
 import { freePort } from '../helpers/api-env.js'
 import { deleteRedisPrefix, deleteTopics, testKafka, uniqueName } from '../helpers/test-env.js'
 import { REAL_VALID } from '../helpers/real-codes.js'
@@ -25,8 +26,6 @@ async function readAll (path: string): Promise<Buffer> {
   for await (const chunk of createReadStream(path)) chunks.push(chunk as Buffer)
   return Buffer.concat(chunks)
 }
-
-interface RunResult { state: string, validCount: number | null, error: string | null }
 
 t.test('the pipeline publishes exactly the answer key, and a re-ingest of one file moves it', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'coupons-e2e-'))
