@@ -1,11 +1,9 @@
 // A small pipeline for the aggregator tests: a temp data folder, a config with its own Redis prefix
 // and topics, runs produced with the real ingest (publishRunRecord + produceFile), and the
 // aggregator either in-process or as a child process that can be SIGKILLed.
-import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { Redis } from 'ioredis'
 import type { Kafka } from 'kafkajs'
 import type { Test } from 'tap'
@@ -16,6 +14,7 @@ import { redisKeys, type RedisKeys } from '../../src/shared/redis-keys.js'
 import { newRunId, type SegmentManifest } from '../../src/shared/segments.js'
 import { Aggregator } from '../../src/aggregator/aggregator.js'
 import type { RunPhase } from '../../src/aggregator/run-phases.js'
+import { spawnLogged, type LoggedChild } from './logged-child.js'
 import { deleteRedisPrefix, deleteTopics, silentLogger, testConfig, testKafka } from './test-env.js'
 import { waitFor } from '../../scripts/lib/wait-for.js'
 
@@ -84,13 +83,7 @@ export async function liveSet (pipeline: Pipeline): Promise<string[]> {
   return (await pipeline.redis.smembers(pipeline.keys.valid)).sort()
 }
 
-export interface AggregatorChild {
-  child: ChildProcess
-  /** resolves with the first JSON log line whose msg includes the text */
-  waitForLog: (text: string, timeoutMs?: number) => Promise<Record<string, unknown>>
-  kill: () => Promise<void>
-  exited: Promise<number | null>
-}
+export type AggregatorChild = LoggedChild
 
 /**
  * `coupons aggregator` as a child process, with JSON logs on stdout. With `pauseAt`, the child is
@@ -99,44 +92,5 @@ export interface AggregatorChild {
  */
 export function spawnAggregator (t: Test, pipeline: Pipeline, options: { pauseAt?: RunPhase } = {}): AggregatorChild {
   const entry = options.pauseAt === undefined ? ['src/cli.ts', 'aggregator'] : ['test/helpers/paused-aggregator.ts', options.pauseAt]
-  const child = spawn(process.execPath, ['--import', 'tsx', ...entry], {
-    cwd: process.cwd(),
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...pipeline.env },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  const lines: Array<Record<string, unknown>> = []
-  const waiters: Array<{ text: string, resolve: (line: Record<string, unknown>) => void }> = []
-  const stderr: string[] = []
-  child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk.toString()))
-  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (text) => {
-    let line: Record<string, unknown>
-    try { line = JSON.parse(text) } catch { return }
-    lines.push(line)
-    for (const waiter of [...waiters]) {
-      if (String(line.msg).includes(waiter.text)) {
-        waiters.splice(waiters.indexOf(waiter), 1)
-        waiter.resolve(line)
-      }
-    }
-  })
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-  const kill = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-    await exited
-  }
-  t.teardown(kill)
-  return {
-    child,
-    exited,
-    kill,
-    waitForLog: async (text, timeoutMs = 60_000) => {
-      const found = lines.find((line) => String(line.msg).includes(text))
-      if (found !== undefined) return found
-      return await new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no "${text}" log line in ${timeoutMs} ms; stderr: ${stderr.join('').slice(-2000)}`)), timeoutMs)
-        exited.then((code) => { clearTimeout(timer); reject(new Error(`the aggregator exited (${code}) before logging "${text}"; stderr: ${stderr.join('').slice(-2000)}`)) }, () => {})
-        waiters.push({ text, resolve: (line) => { clearTimeout(timer); resolve(line) } })
-      })
-    }
-  }
+  return spawnLogged(t, 'the aggregator', entry, pipeline.env)
 }

@@ -1,15 +1,14 @@
 // Helpers for the event-driven flash-sale tests: a fresh PostgreSQL schema (postgres-env) and Kafka
 // topic prefix per test (both removed afterwards), `coupons flash-sale` as a child process that can be SIGKILLed,
 // a TCP proxy in front of PostgreSQL to cut it off, and a reader of a topic from its start.
-import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer, connect, type Server, type Socket } from 'node:net'
-import { createInterface } from 'node:readline'
 import type { Kafka, KafkaMessage } from 'kafkajs'
 import type { Pool } from 'pg'
 import type { Test } from 'tap'
 import type { Config } from '../../src/shared/config.js'
 import { waitFor } from '../../scripts/lib/wait-for.js'
+import { spawnLogged, type LoggedChild } from './logged-child.js'
 import { TEST_DATABASE_URL, testSchema } from './postgres-env.js'
 import { deleteTopics, testConfig, testKafka, uniqueName } from './test-env.js'
 
@@ -79,60 +78,11 @@ async function deleteGroups (kafka: Kafka, text: string): Promise<void> {
   }
 }
 
-export interface ChildRole {
-  child: ChildProcess
-  exited: Promise<number | null>
-  waitForLog: (text: string, timeoutMs?: number) => Promise<Record<string, unknown>>
-  kill: () => Promise<void>
-  stop: () => Promise<number | null>
-}
+export type ChildRole = LoggedChild
 
 /** `coupons <role>` as a child process with JSON logs on stdout; SIGKILLed at teardown if still running. */
 export function spawnRole (t: Test, role: string, env: NodeJS.ProcessEnv): ChildRole {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', role], {
-    cwd: process.cwd(),
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  const lines: Array<Record<string, unknown>> = []
-  const waiters: Array<{ text: string, resolve: (line: Record<string, unknown>) => void }> = []
-  const stderr: string[] = []
-  child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk.toString()))
-  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (text) => {
-    let line: Record<string, unknown>
-    try { line = JSON.parse(text) } catch { return }
-    lines.push(line)
-    for (const waiter of [...waiters]) {
-      if (String(line.msg).includes(waiter.text)) {
-        waiters.splice(waiters.indexOf(waiter), 1)
-        waiter.resolve(line)
-      }
-    }
-  })
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-  const kill = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-    await exited
-  }
-  t.teardown(kill)
-  return {
-    child,
-    exited,
-    kill,
-    stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
-      return await exited
-    },
-    waitForLog: async (text, timeoutMs = 60_000) => {
-      const found = lines.find((line) => String(line.msg).includes(text))
-      if (found !== undefined) return found
-      return await new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no "${text}" log line in ${timeoutMs} ms; stderr: ${stderr.join('').slice(-2000)}`)), timeoutMs)
-        exited.then((code) => { clearTimeout(timer); reject(new Error(`coupons ${role} exited (${code}) before logging "${text}"; stderr: ${stderr.join('').slice(-2000)}`)) }, () => {})
-        waiters.push({ text, resolve: (line) => { clearTimeout(timer); resolve(line) } })
-      })
-    }
-  }
+  return spawnLogged(t, `coupons ${role}`, ['src/cli.ts', role], env)
 }
 
 /** A TCP proxy to PostgreSQL that a test can cut (every connection dropped, new ones refused) and restore. */
