@@ -108,8 +108,13 @@ export async function claimCoupon (pool: Pool, couponName: string, userId: strin
   // Stock was left yet nothing was inserted: ON CONFLICT met a claim committed after this
   // statement's snapshot was taken, so the user holds one.
   if (hadClaim || remaining > 0) return { status: 'already-claimed' }
-  return { status: 'sold-out' }
+  // No stock: the snapshot predates the lock wait, so a claim of this user committed meanwhile
+  // (perhaps the one that took the last unit) is invisible to had_claim. A new statement sees it.
+  const { rows: held } = await run(pool, 'claiming a coupon', async (client) => client.query(HOLDS_CLAIM, [couponName, userId]))
+  return held.length > 0 ? { status: 'already-claimed' } : { status: 'sold-out' }
 }
+
+const HOLDS_CLAIM = 'SELECT 1 FROM claims WHERE coupon_name = $1 AND user_id = $2'
 
 // A batch of one coupon's claims, in one transaction of four round trips (BEGIN, lock, claim,
 // COMMIT) whatever the batch size. The lock comes first so that the claim statement's snapshot

@@ -135,6 +135,32 @@ t.test('50 concurrent claims by one user: exactly one succeeds', async (t) => {
   t.match(await getCoupon(pool, 'C'), { status: 'found', coupon: { remaining_amount: 9, claimed_by: ['greedy'] } })
 })
 
+t.test('one user\'s two claims racing for the last unit: one claimed, the other already-claimed, not sold-out', async (t) => {
+  const { pool } = await testSchema(t)
+  await createCoupon(pool, 'LAST', 1)
+  // Hold the coupon's row lock so that both claims take their snapshot before the lock wait.
+  const holder = await pool.connect()
+  t.teardown(() => { holder.release() })
+  await holder.query('BEGIN')
+  await holder.query('SELECT 1 FROM coupons WHERE name = $1 FOR UPDATE', ['LAST'])
+  const racing = Promise.all([claimCoupon(pool, 'LAST', 'twice'), claimCoupon(pool, 'LAST', 'twice')])
+  await waitForLockWaiters(pool, 2)
+  await holder.query('COMMIT')
+  const outcomes = (await racing).map((o) => o.status).sort()
+  t.same(outcomes, ['already-claimed', 'claimed'])
+  t.match(await getCoupon(pool, 'LAST'), { status: 'found', coupon: { remaining_amount: 0, claimed_by: ['twice'] } })
+})
+
+/** Waits until `count` sessions wait for a lock (the racing claims are queued behind the holder). */
+async function waitForLockWaiters (pool: Pool, count: number): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    const { rows } = await pool.query<{ waiting: number }>("SELECT count(*)::int AS waiting FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database() AND query LIKE '%INSERT INTO claims%'")
+    if (rows[0].waiting >= count) return
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  throw new Error(`fewer than ${count} sessions waited for the lock`)
+}
+
 t.test('an unreachable PostgreSQL is FLASH_SALE_UNAVAILABLE (retriable, surely not applied)', async (t) => {
   const pool = createPool(`postgres://postgres@127.0.0.1:${await freePort()}/coupons`, 'test', silentLogger)
   t.teardown(() => pool.end())
