@@ -281,7 +281,8 @@ export class FlashSaleConsumer {
   /**
    * A group of requests failed as one (one transaction): a transient failure sends each to the
    * retry topic while attempts are left; otherwise each goes to the dead-letter topic and its
-   * caller, if still waiting, is told it failed (nothing of it was applied).
+   * caller, if still waiting, is told it failed: that nothing was applied, unless some attempt's
+   * outcome was unknown (a COMMIT whose answer was lost), which the retries carry along.
    */
   #failed (requests: Request[], topic: string, err: unknown, outputs: Output[]): void {
     const error = isCouponsError(err) ? err : new CouponsError('FLASH_SALE_STORE_FAILED', (err as Error).message, { cause: err })
@@ -291,9 +292,12 @@ export class FlashSaleConsumer {
     this.#logger[retry ? 'warn' : 'error']({ err: error, topic, requests: requests.length, attempt, maxAttempts },
       retry ? 'flash-sale requests failed; retrying' : 'flash-sale requests failed; dead-lettering')
     for (const request of requests) {
+      const outcomeUnknown = error.code === 'FLASH_SALE_OUTCOME_UNKNOWN' || headerText(request.message.headers, HEADERS.outcomeUnknown) !== undefined
+      const marked: Record<string, string> = outcomeUnknown ? { [HEADERS.outcomeUnknown]: '1' } : {}
       if (error.retriable && request.attempt < maxAttempts) {
         const headers = {
           ...forwardedHeaders(request.message),
+          ...marked,
           [HEADERS.attempt]: String(request.attempt + 1),
           [HEADERS.notBefore]: String(Date.now() + retryDelayMs(baseDelayMs, request.attempt)),
           [HEADERS.errorCode]: error.code,
@@ -302,14 +306,17 @@ export class FlashSaleConsumer {
         outputs.push({ topic: this.#topics.retry(request.kind), message: { key: couponNameOf(request.kind, request.value), value: request.message.value, headers } })
         continue
       }
-      outputs.push(this.#deadLetter(request.kind, topic, request.message, request.attempt, error))
+      outputs.push(this.#deadLetter(request.kind, topic, request.message, request.attempt, error, marked))
       if (request.deadline === null || request.deadline > Date.now()) {
-        outputs.push(replyOutput(request.replyTo, request.correlationId, failure(error)))
+        const told = outcomeUnknown && error.code !== 'FLASH_SALE_OUTCOME_UNKNOWN'
+          ? new CouponsError('FLASH_SALE_OUTCOME_UNKNOWN', `an earlier attempt may have been applied; the last one failed: ${error.code}: ${error.message}`)
+          : error
+        outputs.push(replyOutput(request.replyTo, request.correlationId, failure(told)))
       }
     }
   }
 
-  #deadLetter (kind: RequestKind, topic: string, message: KafkaMessage, attempts: number, error: CouponsError): Output {
+  #deadLetter (kind: RequestKind, topic: string, message: KafkaMessage, attempts: number, error: CouponsError, extraHeaders: Record<string, string> = {}): Output {
     return {
       topic: this.#topics.dlq(kind),
       message: {
@@ -317,6 +324,7 @@ export class FlashSaleConsumer {
         value: message.value,
         headers: {
           ...forwardedHeaders(message),
+          ...extraHeaders,
           [HEADERS.attempt]: String(attempts),
           [HEADERS.errorCode]: error.code,
           [HEADERS.errorMessage]: error.message,

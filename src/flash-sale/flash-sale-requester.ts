@@ -262,8 +262,10 @@ export class FlashSaleRequester implements FlashSale {
       return
     }
     if (reply.status === 'failed') {
-      // Dead-lettered: every attempt failed (and rolled back), so nothing of it was applied.
-      pending.reject(new CouponsError('FLASH_SALE_UNAVAILABLE', `the flash-sale consumer gave up on the ${pending.kind} request (${reply.error.code}: ${reply.error.message})`, { retriable: true }))
+      // Dead-lettered. Every attempt failed and rolled back, so nothing was applied, unless the
+      // consumer says an attempt's outcome was unknown (a COMMIT whose answer was lost).
+      const code = reply.error.code === 'FLASH_SALE_OUTCOME_UNKNOWN' ? 'FLASH_SALE_OUTCOME_UNKNOWN' : 'FLASH_SALE_UNAVAILABLE'
+      pending.reject(new CouponsError(code, `the flash-sale consumer gave up on the ${pending.kind} request (${reply.error.code}: ${reply.error.message})`, { retriable: true }))
       return
     }
     pending.resolve(reply)

@@ -61,6 +61,11 @@ export const HEADERS = {
   /** on retries and dead letters: the last error */
   errorCode: 'error-code',
   errorMessage: 'error-message',
+  /**
+   * on retries and dead letters: present once an attempt may have been applied (its outcome was
+   * unknown), so that a final failure does not tell the caller that nothing was applied
+   */
+  outcomeUnknown: 'outcome-unknown',
   /** on dead letters: where the request was read from, and when it was given up on (ISO 8601) */
   originalTopic: 'original-topic',
   failedAt: 'failed-at'
@@ -84,7 +89,10 @@ export function couponNameOf<K extends RequestKind> (kind: K, value: RequestValu
   return kind === 'claim' ? (value as RequestValue['claim']).coupon_name : (value as RequestValue['create' | 'get']).name
 }
 
-/** The request could not be applied (dead-lettered): nothing of it was written. */
+/**
+ * The request was dead-lettered: nothing of it was written, unless `error.code` is
+ * FLASH_SALE_OUTCOME_UNKNOWN (an attempt may have been applied).
+ */
 export const Failed = Type.Object({
   status: Type.Literal('failed'),
   error: Type.Object({ code: Type.String(), message: Type.String() })

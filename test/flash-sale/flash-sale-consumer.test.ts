@@ -140,6 +140,51 @@ t.test('PostgreSQL unreachable: retried, then dead-lettered with the error; the 
   t.same(await counts(pool, 'DOWN'), { remaining: 5, claims: 0, users: 0 }, 'nothing half-applied')
 })
 
+t.test('a request whose earlier attempt had an unknown outcome is dead-lettered as outcome unknown, not as "nothing applied"', async (t) => {
+  const proxy = new CuttableProxy()
+  await proxy.start()
+  t.teardown(() => proxy.cut())
+  const stack = await flashSaleEnv(t, 'fsc-unknown', { FLASH_SALE_MAX_ATTEMPTS: '2', FLASH_SALE_RETRY_DELAY_MS: '50', FLASH_SALE_REPLY_TIMEOUT_MS: '30000' })
+  const { kafka, pool } = stack
+  const config = stack.configWith({ DATABASE_URL: throughProxy(stack.databaseUrl, proxy.hostPort) })
+  await startConsumer(t, config)
+  const requester = await startRequester(t, config)
+  await requester.create({ name: 'MAYBE', amount: 5 })
+  await proxy.cut()
+
+  // The request as the consumer retries it after a first attempt lost its COMMIT's answer: its
+  // second and last attempt fails (PostgreSQL is cut off), so it is dead-lettered.
+  const topics = flashSaleTopics(config)
+  const correlationId = randomUUID()
+  const producer = kafka.producer()
+  await producer.connect()
+  t.teardown(() => producer.disconnect())
+  await producer.send({
+    topic: topics.retry('claim'),
+    messages: [{
+      key: 'MAYBE',
+      value: JSON.stringify({ user_id: 'u1', coupon_name: 'MAYBE' }),
+      headers: {
+        [HEADERS.correlationId]: correlationId,
+        [HEADERS.replyTo]: topics.reply(config.instanceId),
+        [HEADERS.attempt]: '2',
+        [HEADERS.notBefore]: String(Date.now()),
+        [HEADERS.outcomeUnknown]: '1',
+        [HEADERS.errorCode]: 'FLASH_SALE_OUTCOME_UNKNOWN',
+        [HEADERS.errorMessage]: 'the connection was lost after COMMIT was sent'
+      }
+    }]
+  })
+  const [dead] = await readTopic(kafka, topics.dlq('claim'), 1)
+  t.equal(headerText(dead.headers, HEADERS.correlationId), correlationId)
+  t.equal(headerText(dead.headers, HEADERS.outcomeUnknown), '1', 'the dead letter says an attempt may have been applied')
+  t.equal(headerText(dead.headers, HEADERS.errorCode), 'FLASH_SALE_UNAVAILABLE', 'the last error')
+  // The reply topic holds the create's reply and this one.
+  const [reply] = (await readTopic(kafka, topics.reply(config.instanceId), 2)).filter((message) => headerText(message.headers, HEADERS.correlationId) === correlationId)
+  t.match(JSON.parse(String(reply.value)), { status: 'failed', error: { code: 'FLASH_SALE_OUTCOME_UNKNOWN', message: /earlier attempt may have been applied.*FLASH_SALE_UNAVAILABLE/ } })
+  t.same(await counts(pool, 'MAYBE'), { remaining: 5, claims: 0, users: 0 })
+})
+
 t.test('a request retried while PostgreSQL comes back is applied once', async (t) => {
   const proxy = new CuttableProxy()
   await proxy.start()

@@ -107,6 +107,13 @@ t.test('a failed reply (dead-lettered request) is rejected as unavailable: nothi
   await t.rejects(requester.claim({ user_id: 'u1', coupon_name: 'DLQ' }), { code: 'FLASH_SALE_UNAVAILABLE', retriable: true, message: /gave up on the claim request/ })
 })
 
+t.test('a failed reply whose attempts may have been applied is rejected as outcome unknown, not unavailable', async (t) => {
+  const { config, start } = await setup(t, 'req-failed-unknown')
+  const requester = await start()
+  await responder(t, config, () => ({ status: 'failed', error: { code: 'FLASH_SALE_OUTCOME_UNKNOWN', message: 'an earlier attempt may have been applied' } }))
+  await t.rejects(requester.claim({ user_id: 'u1', coupon_name: 'DLQ' }), { code: 'FLASH_SALE_OUTCOME_UNKNOWN', retriable: true, message: /gave up on the claim request \(FLASH_SALE_OUTCOME_UNKNOWN/ })
+})
+
 t.test('two processes sharing an instance id each receive their own replies', async (t) => {
   const { config, start } = await setup(t, 'req-shared', { FLASH_SALE_REPLY_TIMEOUT_MS: '20000' })
   const [a, b] = await Promise.all([start(), start()])
