@@ -76,7 +76,6 @@ export class FlashSaleConsumer {
   #requests: Consumer | null = null
   #retries: Consumer | null = null
   #replyTopics = new Set<string>()
-  #replyTopicsAt = 0
   #closing: Promise<void> | null = null
 
   constructor (options: FlashSaleConsumerOptions) {
@@ -338,32 +337,30 @@ export class FlashSaleConsumer {
   /**
    * Sends a chunk's retries, dead letters and replies, acknowledged by every replica, before its
    * offsets are resolved. A reply to a topic that no longer exists (an api instance gone for good)
-   * is dropped: nobody can read it, and producing to it would stall the partition.
+   * is dropped: nobody can read it, and producing to it would stall the partition. Known reply
+   * topics are cached; a topic not in the cache is looked up once per chunk, after its request
+   * was produced (so after its api created it), and a failed send forgets the cache.
    */
   async #send (outputs: Output[]): Promise<void> {
     if (outputs.length === 0) return
-    const replies = outputs.filter((output) => output.topic.startsWith(this.#topics.replyPrefix))
-    const missing = new Set<string>()
-    for (const topic of new Set(replies.map((output) => output.topic))) {
-      if (!await this.#replyTopicExists(topic)) missing.add(topic)
-    }
-    if (missing.size > 0) this.#logger.warn({ topics: [...missing] }, 'dropping replies to reply topics that do not exist')
-    const byTopic = groupBy(outputs.filter((output) => !missing.has(output.topic)), (output) => output.topic)
-    if (byTopic.size === 0) return
-    await (this.#producer as Producer).sendBatch({
-      acks: -1,
-      topicMessages: [...byTopic].map(([topic, group]) => ({ topic, messages: group.map((output) => output.message) }))
-    })
-  }
-
-  async #replyTopicExists (topic: string): Promise<boolean> {
-    if (this.#replyTopics.has(topic)) return true
-    // A new api instance's topic: look again, at most once a second.
-    if (Date.now() - this.#replyTopicsAt > 1000) {
-      this.#replyTopicsAt = Date.now()
+    const replyTopics = new Set(outputs.filter((output) => output.topic.startsWith(this.#topics.replyPrefix)).map((output) => output.topic))
+    if ([...replyTopics].some((topic) => !this.#replyTopics.has(topic))) {
       this.#replyTopics = new Set((await (this.#admin as Admin).listTopics()).filter((name) => name.startsWith(this.#topics.replyPrefix)))
     }
-    return this.#replyTopics.has(topic)
+    const missing = [...replyTopics].filter((topic) => !this.#replyTopics.has(topic))
+    if (missing.length > 0) this.#logger.warn({ topics: missing }, 'dropping replies to reply topics that do not exist')
+    const byTopic = groupBy(outputs.filter((output) => !missing.includes(output.topic)), (output) => output.topic)
+    if (byTopic.size === 0) return
+    try {
+      await (this.#producer as Producer).sendBatch({
+        acks: -1,
+        topicMessages: [...byTopic].map(([topic, group]) => ({ topic, messages: group.map((output) => output.message) }))
+      })
+    } catch (err) {
+      // Perhaps a reply topic deleted since it was cached: the chunk's next try looks again.
+      this.#replyTopics = new Set()
+      throw err
+    }
   }
 
   /** Stops both consumers (each finishes the chunk in hand), then the producer and the pool; idempotent. */
