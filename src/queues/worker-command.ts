@@ -1,9 +1,9 @@
 // `coupons worker`: the ingest workers alone, for deployments that run them apart from the API
 // (INGEST_WORKER=false there). Closing cancels the active file jobs, which go back to the queue
 // unpublished and are produced again later as fresh segments.
-import closeWithGrace from 'close-with-grace'
 import { loadConfig } from '../shared/config.js'
 import { createLogger } from '../shared/logger.js'
+import { runRole } from '../shared/role-lifecycle.js'
 import { createIngestWorker } from './ingest-worker.js'
 
 const GRACE_MS = 30_000
@@ -14,9 +14,5 @@ export async function workerCommand (argv: string[]): Promise<void> {
   const logger = createLogger(config.logLevel, 'worker')
   const worker = createIngestWorker({ config, logger })
   logger.info({ concurrency: config.ingestConcurrency, attempts: config.ingestAttempts }, 'ingest worker started')
-  closeWithGrace({ delay: GRACE_MS, logger }, async ({ err, signal }) => {
-    if (err !== undefined) logger.error({ err }, 'worker crashed; closing')
-    else logger.info({ signal }, 'worker closing')
-    await worker.close()
-  })
+  await runRole('worker', logger, worker, GRACE_MS)
 }
