@@ -91,7 +91,7 @@ t.test('a truncated file fails its job once, fails the run and leaves no manifes
   t.equal(file.state, 'failed')
   t.equal(file.attemptsMade, 1, 'not retried')
   t.match(file.failedReason, /^INGEST_TRUNCATED_GZIP: couponbase3\.gz: truncated gzip/)
-  t.type(file.segmentId, 'string', 'the failed attempt names its segment')
+  t.match(file.segmentId, /^\d{8}T\d{9}Z-[0-9a-f]{8}$/, 'the failed attempt names its segment (a run-style id)')
   const records = await readSegments(kafka, topicNames(config).segments)
   t.same(records.filter((r) => r.type === 'segment'), [], 'no manifest')
 })
