@@ -3,8 +3,7 @@
 // driven by autocannon over 127.0.0.1 with valid, invalid and malformed codes mixed; then, in the
 // same run and with the same load, a bare Fastify route returning a constant (the ceiling). Prints
 // requests/s, p50, p99, errors and the ratio. The rate limit is disabled for the run.
-import { spawn, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
+import type { ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -12,6 +11,7 @@ import autocannon from 'autocannon'
 import Fastify from 'fastify'
 import { Redis } from 'ioredis'
 import { deleteRedisPrefix } from '../scripts/lib/cleanup.js'
+import { startServeChild, stopChild } from './lib/serve-child.js'
 import { startApi } from '../src/api/server.js'
 import { loadConfig } from '../src/shared/config.js'
 import { createLogger } from '../src/shared/logger.js'
@@ -36,22 +36,7 @@ async function serve (role: string, prefix: string): Promise<void> {
   }
 }
 
-async function startChild (role: string, prefix: string): Promise<{ child: ChildProcess, url: string }> {
-  const child = spawn(process.execPath, ['--import=tsx', fileURLToPath(import.meta.url), '--serve', role, '--prefix', prefix], { stdio: ['ignore', 'pipe', 'inherit'] })
-  let output = ''
-  for await (const chunk of child.stdout!) {
-    output += String(chunk)
-    const url = /http:\/\/\S+/.exec(output)?.[0]
-    if (url !== undefined) return { child, url }
-  }
-  throw new Error(`the ${role} server did not start`)
-}
-
-async function stopChild (child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return
-  child.kill('SIGTERM')
-  await once(child, 'exit')
-}
+const startChild = async (role: string, prefix: string) => startServeChild(fileURLToPath(import.meta.url), ['--serve', role, '--prefix', prefix])
 
 async function load (url: string, paths: string[], duration: number, connections: number): Promise<autocannon.Result> {
   return autocannon({

@@ -5,8 +5,7 @@
 // gets its own coupon with `--stock` units on a fresh PostgreSQL schema and topic prefix. Prints
 // claims/s, p50, p99 and errors (anything but 200 and 409) for each, then checks the rows: as many
 // claims as stock, nobody twice, nothing left.
-import { spawn, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
+import type { ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -20,7 +19,8 @@ import { loadConfig } from '../src/shared/config.js'
 import { createLogger } from '../src/shared/logger.js'
 import { startRole } from '../scripts/lib/role-process.js'
 import { waitFor } from '../scripts/lib/wait-for.js'
-import { deleteRedisPrefix, deleteTopics } from '../test/helpers/test-env.js'
+import { deleteRedisPrefix, deleteTopics } from '../scripts/lib/cleanup.js'
+import { startServeChild, stopChild } from './lib/serve-child.js'
 
 type Target = 'event-driven' | 'direct' | 'ceiling'
 
@@ -42,6 +42,8 @@ function benchEnv (run: string, schemaUrl: string): NodeJS.ProcessEnv {
 }
 
 /** Child mode: serve one target, print its URL on stdout, run until SIGTERM. */
+const startChild = async (target: Target, env: NodeJS.ProcessEnv) => startServeChild(fileURLToPath(import.meta.url), ['--serve', target], env)
+
 async function serve (target: Target): Promise<void> {
   if (target === 'ceiling') {
     const app = Fastify()
@@ -55,23 +57,6 @@ async function serve (target: Target): Promise<void> {
   const server = await startApi({ config, logger: createLogger('warn', 'api') })
   process.once('SIGTERM', () => { server.close().then(() => process.exit(0), () => process.exit(1)) })
   console.log(server.url)
-}
-
-async function startChild (target: Target, env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess, url: string }> {
-  const child = spawn(process.execPath, ['--import=tsx', fileURLToPath(import.meta.url), '--serve', target], { env, stdio: ['ignore', 'pipe', 'inherit'] })
-  let output = ''
-  for await (const chunk of child.stdout!) {
-    output += String(chunk)
-    const url = /http:\/\/\S+/.exec(output)?.[0]
-    if (url !== undefined) return { child, url }
-  }
-  throw new Error(`the ${target} server did not start`)
-}
-
-async function stopChild (child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return
-  child.kill('SIGTERM')
-  await once(child, 'exit')
 }
 
 /** `claims` POSTs, each from a new user, `connections` at a time. */
