@@ -1,13 +1,17 @@
 // The sandboxed processor of `ingest-files` jobs: BullMQ runs this file in a child process, so
 // decompressing and scanning a 700 MB file never blocks the event loop of the process that hosts
 // the worker (often the API). One child handles one job at a time and is reused for the next.
+//
+// A child never outlives its worker: when the host dies (even by SIGKILL, which runs no clean-up)
+// the IPC channel closes, and the child stops its production and exits (see onOrphaned). Its job's
+// lock then expires and BullMQ's stalled check gives the job to a live worker.
 import type { SandboxedJob } from 'bullmq'
 import { UnrecoverableError, WaitingError } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { Kafka } from 'kafkajs'
 import { produceFile } from '../ingest/produce-file.js'
 import type { Config } from '../shared/config.js'
-import { isCouponsError } from '../shared/errors.js'
+import { CouponsError, isCouponsError } from '../shared/errors.js'
 import { createKafka } from '../shared/kafka.js'
 import { createLogger, type Logger } from '../shared/logger.js'
 import { createRedis } from '../shared/redis.js'
@@ -18,6 +22,29 @@ import { SANDBOX_CONFIG_ENV, type FileJobData, type FileJobResult } from './inge
 
 interface Sandbox { config: Config, logger: Logger, kafka: Kafka, redis: Redis }
 let sandbox: Sandbox | undefined
+
+/** How long an orphaned child lets its production unwind (release the file lock) before it exits anyway. */
+const ORPHAN_EXIT_MS = 1000
+/** Aborts the job in progress when the worker that forked this child is gone. */
+const orphaned = new AbortController()
+let current: Promise<unknown> | undefined
+
+/**
+ * The worker is gone, so nobody renews the job's lock, takes its result or stops this child. Abort
+ * the production (no manifest is written after this point), give it a moment to release the file
+ * lock, and exit whatever it is doing: the timer fires because the read loop awaits I/O per chunk.
+ */
+function onOrphaned (): void {
+  if (orphaned.signal.aborted) return
+  orphaned.abort(new CouponsError('INGEST_ABORTED', 'the worker that started this sandbox is gone', { retriable: true }))
+  sandbox?.logger.warn('the ingest worker is gone (IPC channel closed); exiting')
+  const exit = (): never => process.exit(1)
+  setTimeout(exit, ORPHAN_EXIT_MS)
+  current?.then(exit, exit)
+}
+
+// Only in a forked child: imported anywhere else (a test, a thread) there is no channel to watch.
+if (process.send !== undefined) process.once('disconnect', onOrphaned)
 
 /** Clients live as long as the child, which BullMQ keeps for the next job. */
 function getSandbox (): Sandbox {
@@ -31,6 +58,14 @@ function getSandbox (): Sandbox {
 }
 
 export default async function processFileJob (job: SandboxedJob<FileJobData, FileJobResult>, token?: string, signal?: AbortSignal): Promise<FileJobResult> {
+  // The host may have died between handing over the job and this call.
+  if (process.send !== undefined && !process.connected) onOrphaned()
+  const work = produceJob(job, token, signal === undefined ? orphaned.signal : AbortSignal.any([signal, orphaned.signal]))
+  current = work
+  return await work
+}
+
+async function produceJob (job: SandboxedJob<FileJobData, FileJobResult>, token: string | undefined, signal: AbortSignal): Promise<FileJobResult> {
   const { config, logger, kafka, redis } = getSandbox()
   const { runId, file } = job.data
   const segmentId = newRunId()
@@ -55,9 +90,11 @@ export default async function processFileJob (job: SandboxedJob<FileJobData, Fil
     const { partitions: _partitions, type: _type, ...result } = manifest
     return result
   } catch (err) {
+    // Nobody is left to hear about it; the process is about to exit.
+    if (orphaned.signal.aborted) throw err
     // The worker is closing and cancelled this job: give it back to the queue without spending an
     // attempt (nothing was published; the next attempt is a fresh segment).
-    if (signal?.aborted === true) {
+    if (signal.aborted) {
       await job.moveToWait(token)
       throw new WaitingError()
     }

@@ -1,7 +1,7 @@
 // Runs through BullMQ against the real Redis and Kafka: flows of file jobs processed in sandboxed
 // child processes, progress, retries that stop for bad input, the per-file lock, and what a sandboxed
 // child may see of the host's environment.
-import { readdir, readFile, writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { gzipSync } from 'node:zlib'
 import { join } from 'node:path'
 import { Queue, QueueEvents } from 'bullmq'
@@ -17,6 +17,7 @@ import { topicNames } from '../../src/shared/kafka.js'
 import { redisKeys } from '../../src/shared/redis-keys.js'
 import type { Run } from '../../src/shared/run-contract.js'
 import { readSegments } from '../helpers/ingest-read.js'
+import { processTable } from '../helpers/process-tree.js'
 import { queueStack } from '../helpers/queues-env.js'
 import { testConfig } from '../helpers/test-env.js'
 
@@ -122,12 +123,8 @@ t.test('a job waits while another run holds its file, then produces it', async (
 /** The environments of this process's child processes, read from /proc (Linux). */
 async function childEnvironments (): Promise<Array<Record<string, string>>> {
   const envs: Array<Record<string, string>> = []
-  for (const pid of (await readdir('/proc')).filter((name) => /^[0-9]+$/.test(name))) {
+  for (const { pid } of (await processTable()).filter((entry) => entry.ppid === process.pid)) {
     try {
-      const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
-      // pid (comm) state ppid …; comm may hold spaces and parentheses, so split after the last ')'.
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
-      if (ppid !== process.pid) continue
       const raw = await readFile(`/proc/${pid}/environ`, 'utf8')
       envs.push(Object.fromEntries(raw.split('\0').filter(Boolean).map((entry) => [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)])))
     } catch {
