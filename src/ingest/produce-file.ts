@@ -30,6 +30,11 @@ export interface ProduceFileOptions {
   /** a few times a second */
   onProgress?: (progress: IngestProgress) => void
   signal?: AbortSignal
+  /**
+   * Awaited right before the manifest is written, after every record is acknowledged: throws when
+   * this production no longer owns its work (a lost lock), and the segment is abandoned unpublished.
+   */
+  fence?: () => Promise<void>
 }
 
 /**
@@ -98,6 +103,8 @@ export async function produceFile (options: ProduceFileOptions): Promise<Segment
       producedAt: new Date().toISOString(),
       partitions: sender.ranges()
     }
+    signal?.throwIfAborted()
+    await options.fence?.()
     signal?.throwIfAborted()
     await kafkaStep(file, topics.segments, () => producer.send({
       topic: topics.segments,
