@@ -9,17 +9,20 @@ import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { generateCoupons } from '../../src/gen/generate-coupons.js'
 import { acquireFileLock } from '../../src/ingest/file-lock.js'
-import { FILES_QUEUE, SANDBOX_CONFIG_ENV } from '../../src/queues/ingest-jobs.js'
+import { produceFile } from '../../src/ingest/produce-file.js'
+import { FILE_JOB, FILES_QUEUE, fileJobOptions, SANDBOX_CONFIG_ENV, type FileJobData, type FileJobResult } from '../../src/queues/ingest-jobs.js'
 import { SANDBOX_INHERITED_ENV, sandboxEnv } from '../../src/queues/ingest-worker.js'
 import type { IngestRuns } from '../../src/queues/ingest-runs.js'
 import type { Config } from '../../src/shared/config.js'
 import { topicNames } from '../../src/shared/kafka.js'
 import { redisKeys } from '../../src/shared/redis-keys.js'
+import { newRunId } from '../../src/shared/segments.js'
+import { waitFor } from '../../scripts/lib/wait-for.js'
 import type { Run } from '../../src/shared/run-contract.js'
-import { readSegments } from '../helpers/ingest-read.js'
+import { readSegments, readTopic } from '../helpers/ingest-read.js'
 import { processTable } from '../helpers/process-tree.js'
 import { queueStack } from '../helpers/queues-env.js'
-import { testConfig } from '../helpers/test-env.js'
+import { silentLogger, testConfig } from '../helpers/test-env.js'
 
 async function waitForRun (runs: IngestRuns, runId: string, done: (run: Run) => boolean, seen: Run[] = []): Promise<Run> {
   const deadline = Date.now() + 120_000
@@ -118,6 +121,54 @@ t.test('a job waits while another run holds its file, then produces it', async (
   await lock.release()
   const run = await waitForRun(runs, started.runId, (view) => view.state === 'completed' || view.state === 'failed')
   t.equal(run.state, 'completed', 'then it completes')
+})
+
+t.test('an attempt that lost its file lock writes no manifest, and its retry completes the job without the stale failure reason', async (t) => {
+  const { dir, config, kafka, redis, runs } = await queueStack(t, 'fence', { INGEST_ATTEMPTS: '2' })
+  await generateCoupons({ outDir: dir, scale: 0.01, seed: 6 })
+  const started = await runs.startRun(['couponbase1.gz'], 'admin')
+  // Once the first attempt reports progress it holds the lock; take it away, as an expiry would.
+  await waitForRun(runs, started.runId, (view) => view.files[0].progress !== null)
+  await redis.del(redisKeys(config.redisPrefix).ingestLock('couponbase1.gz'))
+  const run = await waitForRun(runs, started.runId, (view) => view.state === 'completed' || view.state === 'failed')
+
+  t.equal(run.state, 'completed')
+  const [file] = run.files
+  t.equal(file.state, 'completed')
+  t.equal(file.failedReason, null, 'no failure reason beside completed')
+  t.same(file.attempts.map((attempt) => attempt.outcome), ['failed', 'produced'], 'both attempts are listed')
+  t.match(file.attempts[0].error, /^INGEST_LOCK_LOST: /, 'the first with its error')
+  t.equal(file.attempts[1].error, null)
+  t.equal(file.attempts[1].segmentId, file.segmentId, 'the second produced the job\'s segment')
+  t.ok(file.attempts.every((attempt) => attempt.finishedAt !== null && attempt.finishedAt >= attempt.startedAt), 'each has its start and end')
+  const manifests = (await readSegments(kafka, topicNames(config).segments)).filter((r) => r.type === 'segment')
+  t.same(manifests.map((m) => m.type === 'segment' && m.segmentId), [file.segmentId], 'one manifest: the retry\'s')
+})
+
+t.test('a job whose run already has a manifest of its file adopts it instead of producing the file again', async (t) => {
+  const { dir, config, kafka, redis } = await queueStack(t, 'adopt')
+  await generateCoupons({ outDir: dir, scale: 0.001, seed: 7 })
+  // As if an attempt had written the manifest and its worker had died before the job completed.
+  const runId = newRunId()
+  const earlier = await produceFile({ config, kafka, logger: silentLogger, file: 'couponbase2.gz', runId })
+  const connection = redis.duplicate()
+  const queue = new Queue<FileJobData, FileJobResult>(FILES_QUEUE, { connection, prefix: redisKeys(config.redisPrefix).bullPrefix })
+  t.teardown(async () => { await queue.close(); connection.disconnect() })
+  const lookupStarted = Date.now()
+  const job = await queue.add(FILE_JOB, { runId, file: 'couponbase2.gz' }, fileJobOptions(config, runId, 'couponbase2.gz'))
+  const done = await waitFor('the job to finish', async () => {
+    const state = await queue.getJobState(job.id!)
+    return state === 'completed' || state === 'failed' ? await queue.getJob(job.id!) : undefined
+  }, 60_000, 50)
+  t.comment(`the job took ${Date.now() - lookupStarted} ms, most of it the lookup`)
+
+  t.equal(done?.returnvalue?.segmentId, earlier.segmentId, 'the job\'s result is the earlier manifest')
+  t.same(done?.data.attempts?.map((attempt) => [attempt.outcome, attempt.segmentId]), [['adopted', earlier.segmentId]], 'its attempt says it adopted it')
+  t.same(done?.progress, { percent: 100, bytesRead: earlier.fileBytes, bytesTotal: earlier.fileBytes, lines: earlier.lines, codes: earlier.codes })
+  const manifests = (await readSegments(kafka, topicNames(config).segments)).filter((r) => r.type === 'segment')
+  t.equal(manifests.length, 1, 'no second manifest')
+  const segments = new Set((await readTopic(kafka, topicNames(config).data('couponbase2.gz'))).map((record) => record.headers.segment))
+  t.same([...segments], [earlier.segmentId], 'and not one record of a second production')
 })
 
 /** The environments of this process's child processes, read from /proc (Linux). */
