@@ -11,7 +11,7 @@ import { generateCoupons } from '../../src/gen/generate-coupons.js'
 import { acquireFileLock } from '../../src/ingest/file-lock.js'
 import { produceFile } from '../../src/ingest/produce-file.js'
 import { FILE_JOB, FILES_QUEUE, fileJobOptions, SANDBOX_CONFIG_ENV, type FileJobData, type FileJobResult } from '../../src/queues/ingest-jobs.js'
-import { SANDBOX_INHERITED_ENV, sandboxEnv } from '../../src/queues/ingest-worker.js'
+import { createIngestWorker, SANDBOX_INHERITED_ENV, sandboxEnv } from '../../src/queues/ingest-worker.js'
 import type { IngestRuns } from '../../src/queues/ingest-runs.js'
 import type { Config } from '../../src/shared/config.js'
 import { topicNames } from '../../src/shared/kafka.js'
@@ -143,6 +143,23 @@ t.test('an attempt that lost its file lock writes no manifest, and its retry com
   t.ok(file.attempts.every((attempt) => attempt.finishedAt !== null && attempt.finishedAt >= attempt.startedAt), 'each has its start and end')
   const manifests = (await readSegments(kafka, topicNames(config).segments)).filter((r) => r.type === 'segment')
   t.same(manifests.map((m) => m.type === 'segment' && m.segmentId), [file.segmentId], 'one manifest: the retry\'s')
+})
+
+t.test('a worker that closes mid-file gives its job back: the attempt is listed as interrupted and nothing is published', async (t) => {
+  const { dir, config, kafka, runs } = await queueStack(t, 'close', {}, { worker: false })
+  await generateCoupons({ outDir: dir, scale: 0.01, seed: 8 })
+  const worker = createIngestWorker({ config, logger: silentLogger })
+  t.teardown(() => worker.close())
+  const started = await runs.startRun(['couponbase1.gz'], 'admin')
+  await waitForRun(runs, started.runId, (view) => (view.files[0].progress?.percent ?? 0) > 0)
+  await worker.close()
+
+  const [file] = (await runs.getRun(started.runId))!.files
+  t.equal(file.state, 'waiting', 'the job is back in the queue')
+  t.equal(file.failedReason, null)
+  t.same(file.attempts.map((attempt) => attempt.outcome), ['interrupted'])
+  t.match(file.attempts[0].error, /^INGEST_ABORTED: the worker closed/)
+  t.same((await readSegments(kafka, topicNames(config).segments)).filter((r) => r.type === 'segment'), [], 'no manifest')
 })
 
 t.test('a job whose run already has a manifest of its file adopts it instead of producing the file again', async (t) => {
