@@ -71,8 +71,7 @@ async function produceJob (job: SandboxedJob<FileJobData, FileJobResult>, token:
   const { config, logger, kafka, redis } = getSandbox()
   const { runId, file } = job.data
   const segmentId = newRunId()
-  // An attempt still 'running' in the data never finished: its worker died (or it is this one's
-  // predecessor after a crash of its sandbox).
+  // An attempt still 'running' in the data never finished: its worker or its sandbox died.
   const earlier = (job.data.attempts ?? []).map((attempt): IngestAttempt => attempt.outcome === 'running'
     ? { ...attempt, outcome: 'interrupted', error: attempt.error ?? 'its worker stopped before it finished' }
     : attempt)
