@@ -93,7 +93,12 @@ export class Aggregator {
       autoCommit: false,
       eachMessage: async ({ message }) => {
         try {
-          this.#view.apply(decodeSegmentsRecord(message.value), BigInt(message.offset))
+          const record = decodeSegmentsRecord(message.value)
+          const first = this.#view.apply(record, BigInt(message.offset))
+          if (first !== undefined && record.type === 'segment') {
+            log.warn({ runId: record.runId, file: record.file, ignored: record.segmentId, offset: message.offset, kept: first.manifest.segmentId, keptOffset: first.offset.toString() },
+              'ignoring a second manifest of a file in one run (from an attempt that lost its job); the first one stands')
+          }
         } catch (err) {
           log.error({ err, offset: message.offset }, 'skipping an unreadable coupons.segments record')
         }

@@ -2,6 +2,11 @@
 // and per file its latest complete segment. The topic has one partition, so record order is time
 // order: the latest manifest of a file is its current segment, and a manifest's offset says how
 // fresh its data is. Pure logic, no I/O: the aggregator feeds it records and asks what to do next.
+//
+// One run produces each of its files once: the first manifest of a (run, file) is the one. A later
+// one comes from an attempt that went on after it lost its job (a worker that died after writing
+// the manifest but before its job completed, then a retry) and is ignored, so a run's set is never
+// built from one attempt while its record names another.
 import type { RunRecord, SegmentManifest, SegmentsRecord } from '../shared/segments.js'
 import { compareRunIds } from '../shared/segments.js'
 
@@ -13,24 +18,31 @@ export interface PlacedManifest {
 
 export class SegmentsView {
   readonly #runs = new Map<string, RunRecord>()
-  /** runId -> file -> the run's (latest) manifest of that file */
+  /** runId -> file -> the run's (first) manifest of that file */
   readonly #runManifests = new Map<string, Map<string, PlacedManifest>>()
   /** file -> its current segment */
   readonly #current = new Map<string, PlacedManifest>()
 
-  apply (record: SegmentsRecord, offset: bigint): void {
+  /**
+   * Takes the next record of the topic. Returns the earlier manifest of the same run and file when
+   * this one is ignored as a duplicate (for the caller to log), undefined otherwise.
+   */
+  apply (record: SegmentsRecord, offset: bigint): PlacedManifest | undefined {
     if (record.type === 'run') {
       this.#runs.set(record.runId, record)
-      return
+      return undefined
     }
-    const placed = { manifest: record, offset }
-    this.#current.set(record.file, placed)
     let manifests = this.#runManifests.get(record.runId)
     if (manifests === undefined) {
       manifests = new Map()
       this.#runManifests.set(record.runId, manifests)
     }
+    const first = manifests.get(record.file)
+    if (first !== undefined) return first
+    const placed = { manifest: record, offset }
+    this.#current.set(record.file, placed)
     manifests.set(record.file, placed)
+    return undefined
   }
 
   /** A run is ready when every file it asked for has a complete segment from that run. */

@@ -8,6 +8,7 @@ import type { Redis } from 'ioredis'
 import { CouponsError } from '../shared/errors.js'
 import { unpackCode } from '../shared/code-packing.js'
 import type { Logger } from '../shared/logger.js'
+import type { AppliedSegment } from '../shared/run-contract.js'
 import { META, RUN_RESULT, RUN_RESULT_TTL_SECONDS, redisKeys, type RedisKeys } from '../shared/redis-keys.js'
 import type { PackedCodes } from './partition-state.js'
 import { publishRunPhase } from './run-phases.js'
@@ -16,11 +17,8 @@ const SADD_BATCH = 5000
 const BATCHES_PER_PIPELINE = 8
 const WATCH_ATTEMPTS = 10
 
-export interface SegmentUsed {
-  file: string
-  segmentId: string
-  runId: string
-}
+/** A segment the set is computed from (the run view shows them per file). */
+export type SegmentUsed = AppliedSegment
 
 export type SwapOutcome =
   | { state: 'applied', appliedAt: string, validCount: number, swapMs: number }
@@ -154,7 +152,13 @@ export class ValidSetSwap {
       })
       const result = this.keys.runResult(runId)
       multi.del(result)
-      multi.hset(result, { [RUN_RESULT.state]: 'applied', [RUN_RESULT.appliedAt]: appliedAt, [RUN_RESULT.validCount]: validCount, [RUN_RESULT.swapMs]: swapMs })
+      multi.hset(result, {
+        [RUN_RESULT.state]: 'applied',
+        [RUN_RESULT.appliedAt]: appliedAt,
+        [RUN_RESULT.validCount]: validCount,
+        [RUN_RESULT.swapMs]: swapMs,
+        [RUN_RESULT.segments]: JSON.stringify(segments)
+      })
       multi.expire(result, RUN_RESULT_TTL_SECONDS)
       const replies = await multi.exec()
       if (replies === null) {

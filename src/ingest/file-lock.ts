@@ -20,6 +20,8 @@ const RENEW = 'if redis.call(\'get\', KEYS[1]) == ARGV[1] then return redis.call
 export interface FileLock {
   /** aborts (reason: an INGEST_LOCK_LOST CouponsError) when a renewal finds the lock taken by another holder */
   readonly signal: AbortSignal
+  /** throws INGEST_LOCK_LOST unless the lock is still this holder's now (between renewals the signal may lag) */
+  assertHeld: () => Promise<void>
   release: () => Promise<void>
 }
 
@@ -32,17 +34,21 @@ export async function acquireFileLock (redis: Redis, key: string, options: { sig
     if (!waited) { waited = true; options.onWait?.() }
     await new Promise((resolve) => setTimeout(resolve, POLL_MS))
   }
+  const lostError = (): CouponsError => new CouponsError('INGEST_LOCK_LOST', `lost ${key} to another holder (expired while Redis was unreachable?)`, { retriable: true })
   const lost = new AbortController()
   const timer = setInterval(() => {
     redis.eval(RENEW, 1, key, token, LOCK_TTL_MS).then((renewed) => {
       if (renewed !== 0) return
       clearInterval(timer)
-      lost.abort(new CouponsError('INGEST_LOCK_LOST', `lost ${key} to another holder (expired while Redis was unreachable?)`, { retriable: true }))
+      lost.abort(lostError())
     }, () => {})
   }, RENEW_EVERY_MS)
   timer.unref()
   return {
     signal: lost.signal,
+    async assertHeld () {
+      if (await redis.get(key) !== token) throw lostError()
+    },
     async release () {
       clearInterval(timer)
       await redis.eval(RELEASE, 1, key, token).catch(() => {})
@@ -52,12 +58,13 @@ export async function acquireFileLock (redis: Redis, key: string, options: { sig
 
 /**
  * Runs `work` while holding the file's lock. `work` gets a signal that aborts when the caller's
- * does or when the lock is lost: a producer that lost its lock stops before writing a manifest.
+ * does or when the lock is lost (a producer that lost its lock stops before writing a manifest),
+ * and the lock itself, to check right before the manifest.
  */
-export async function withFileLock<T> (redis: Redis, key: string, options: { signal?: AbortSignal, onWait?: () => void }, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+export async function withFileLock<T> (redis: Redis, key: string, options: { signal?: AbortSignal, onWait?: () => void }, work: (signal: AbortSignal, lock: FileLock) => Promise<T>): Promise<T> {
   const lock = await acquireFileLock(redis, key, options)
   try {
-    return await work(options.signal === undefined ? lock.signal : AbortSignal.any([options.signal, lock.signal]))
+    return await work(options.signal === undefined ? lock.signal : AbortSignal.any([options.signal, lock.signal]), lock)
   } finally {
     await lock.release()
   }

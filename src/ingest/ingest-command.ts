@@ -62,7 +62,7 @@ export async function ingestCommand (argv: string[]): Promise<void> {
     await publishRunRecord(kafka, config, { type: 'run', runId, files: targets.map((t) => t.file), requestedAt: new Date().toISOString(), source: 'cli' })
     logger.info({ runId, files: targets.map((t) => t.file) }, 'run published')
     const onWait = (file: string) => () => { logger.info({ file }, 'another production of this file is running; waiting for it') }
-    const results = await Promise.allSettled(targets.map(async ({ file, path }) => await withFileLock(redis, keys.ingestLock(file), { signal: abort.signal, onWait: onWait(file) }, async (signal) => await produceFile({
+    const results = await Promise.allSettled(targets.map(async ({ file, path }) => await withFileLock(redis, keys.ingestLock(file), { signal: abort.signal, onWait: onWait(file) }, async (signal, lock) => await produceFile({
       config,
       kafka,
       logger,
@@ -70,6 +70,7 @@ export async function ingestCommand (argv: string[]): Promise<void> {
       path,
       runId,
       signal,
+      fence: lock.assertHeld,
       onProgress: (p) => { bars.update(file, Math.round(p.bytesRead / MB), Math.max(1, Math.round(p.bytesTotal / MB))) }
     }))))
     bars.stop()

@@ -30,6 +30,11 @@ export interface ProduceFileOptions {
   /** a few times a second */
   onProgress?: (progress: IngestProgress) => void
   signal?: AbortSignal
+  /**
+   * Awaited right before the manifest is written, after every record is acknowledged: throws when
+   * this production no longer owns its work (a lost lock), and the segment is abandoned unpublished.
+   */
+  fence?: () => Promise<void>
 }
 
 /**
@@ -93,11 +98,14 @@ export async function produceFile (options: ProduceFileOptions): Promise<Segment
       topic,
       fileBytes: gzip.bytesTotal,
       sha256: gzip.sha256(),
+      fileIdentity: gzip.identity,
       lines: scanner.lines,
       codes: scanner.codes,
       producedAt: new Date().toISOString(),
       partitions: sender.ranges()
     }
+    signal?.throwIfAborted()
+    await options.fence?.()
     signal?.throwIfAborted()
     await kafkaStep(file, topics.segments, () => producer.send({
       topic: topics.segments,
@@ -105,6 +113,7 @@ export async function produceFile (options: ProduceFileOptions): Promise<Segment
       messages: [{ partition: 0, value: encodeSegmentsRecord(manifest) }]
     }))
     onProgress?.(progressOf(gzip, scanner))
+    if (gzip.replacedDuringRead) log.warn({ fileIdentity: gzip.identity }, 'the file was replaced by rename during the read; the version opened was read and published')
     log.info({ codes: manifest.codes, lines: manifest.lines, fileBytes: gzip.bytesTotal, ms: Math.round(performance.now() - started) }, 'segment produced')
     return manifest
   } catch (err) {
@@ -114,7 +123,7 @@ export async function produceFile (options: ProduceFileOptions): Promise<Segment
     log.warn({ err: error }, 'segment abandoned, no manifest written')
     throw error
   } finally {
-    await producer.disconnect().catch(() => {})
+    await Promise.all([gzip.close(), producer.disconnect().catch(() => {})])
   }
 }
 

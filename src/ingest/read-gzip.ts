@@ -3,12 +3,19 @@
 // when the loop asks for it (backpressure all the way to the disk). The compressed bytes are hashed
 // and counted as they are read (progress and the manifest's sha256). Every way a file can be bad
 // ends in a CouponsError naming the file and the cause.
+//
+// The file is read through the descriptor opened first, so a file replaced by rename meanwhile is
+// read consistently from its old inode (and the manifest says which one: `identity`). A file
+// written in place while it is read is another matter: its size or mtime differ between the open
+// and the end of the read, and the read fails with INGEST_FILE_CHANGED, whatever error the mixed
+// bytes caused first.
 import { createHash } from 'node:crypto'
-import { createReadStream } from 'node:fs'
-import { stat } from 'node:fs/promises'
+import { createReadStream, type Stats } from 'node:fs'
+import { open, stat, type FileHandle } from 'node:fs/promises'
 import { pipeline } from 'node:stream'
 import { createGunzip } from 'node:zlib'
 import { CouponsError, isCouponsError } from '../shared/errors.js'
+import type { FileIdentity } from '../shared/segments.js'
 
 /** A line longer than this is not a coupon file (e.g. a binary file without newlines). */
 export const MAX_LINE_BYTES = 1 << 20
@@ -17,29 +24,54 @@ const CHUNK_BYTES = 64 * 1024
 const READ_BYTES = 256 * 1024
 const LF = 0x0a
 
-/** Checks that the file exists and is not empty (before anything else is done for it) and opens it for reading. */
+/** Opens the file and checks that it is a regular, non-empty file (before anything else is done for it). */
 export async function openGzip (file: string, path: string, signal?: AbortSignal): Promise<GzipFile> {
-  return new GzipFile(file, path, await fileSize(file, path), signal)
+  let handle: FileHandle
+  try {
+    handle = await open(path, 'r')
+  } catch (err) {
+    throw readError(file, path, err, null)
+  }
+  try {
+    return new GzipFile(file, path, handle, identityOf(checkedStats(file, path, await handle.stat())), signal)
+  } catch (err) {
+    await handle.close().catch(() => {})
+    throw readError(file, path, err, null)
+  }
 }
 
 export class GzipFile implements AsyncIterable<Buffer> {
   /** the file's name, for messages */
   readonly file: string
   readonly path: string
+  /** the opened file as it was at the open; the read fails if it is not the same at the end */
+  readonly identity: FileIdentity
   /** compressed bytes */
   readonly bytesTotal: number
   /** compressed bytes read so far */
   bytesRead = 0
+  /** set at the end of a read when the path names another file by then (replaced by rename: fine, the opened one was read) */
+  replacedDuringRead = false
+  readonly #handle: FileHandle
   readonly #signal: AbortSignal | undefined
   readonly #hash = createHash('sha256')
   #sha256: string | null = null
   #firstBytes: Buffer | null = null
+  #closed: Promise<void> | null = null
 
-  constructor (file: string, path: string, bytesTotal: number, signal?: AbortSignal) {
+  constructor (file: string, path: string, handle: FileHandle, identity: FileIdentity, signal?: AbortSignal) {
     this.file = file
     this.path = path
-    this.bytesTotal = bytesTotal
+    this.#handle = handle
+    this.identity = identity
+    this.bytesTotal = identity.size
     this.#signal = signal
+  }
+
+  /** Closes the file; reading to the end or leaving the loop does it too. Idempotent. */
+  close (): Promise<void> {
+    this.#closed ??= this.#handle.close().catch(() => {})
+    return this.#closed
   }
 
   /** The sha256 of the compressed file, once every chunk has been read. */
@@ -54,7 +86,7 @@ export class GzipFile implements AsyncIterable<Buffer> {
     // pipeline destroys every stage with the first error, so the loop below throws it; the
     // callback only keeps that error from being reported a second time.
     const gunzip = pipeline(
-      createReadStream(this.path, { highWaterMark: READ_BYTES, signal: this.#signal }),
+      createReadStream(this.path, { fd: this.#handle, autoClose: false, start: 0, highWaterMark: READ_BYTES, signal: this.#signal }),
       (source: AsyncIterable<Buffer>) => this.#counted(source),
       createGunzip({ chunkSize: CHUNK_BYTES }),
       () => {}
@@ -64,9 +96,35 @@ export class GzipFile implements AsyncIterable<Buffer> {
         guard.check(chunk)
         yield chunk
       }
+      const changed = await this.#changes()
+      if (changed !== null) throw this.#changedError(changed, null)
     } catch (err) {
-      throw readError(this.file, this.path, err, this.#firstBytes)
+      if (isCouponsError(err, 'INGEST_FILE_CHANGED')) throw err
+      // Bytes of two versions make a "corrupt" or "truncated" gzip: say what really happened.
+      const changed = await this.#changes().catch(() => null)
+      throw changed === null ? readError(this.file, this.path, err, this.#firstBytes) : this.#changedError(changed, err)
+    } finally {
+      await this.close()
     }
+  }
+
+  /** What differs between the open and now, or null when the opened file is unchanged. */
+  async #changes (): Promise<string | null> {
+    const now = identityOf(await this.#handle.stat())
+    const differences = (Object.keys(now) as Array<keyof FileIdentity>)
+      .filter((field) => now[field] !== this.identity[field])
+      .map((field) => `${field} ${this.identity[field]} -> ${now[field]}`)
+    if (differences.length === 0 && this.bytesRead !== this.identity.size) differences.push(`${this.bytesRead} bytes read of ${this.identity.size}`)
+    if (differences.length > 0) return differences.join(', ')
+    const atPath = await stat(this.path).catch(() => null)
+    this.replacedDuringRead = atPath === null || atPath.ino !== this.identity.ino || atPath.dev !== this.identity.dev
+    return null
+  }
+
+  #changedError (changes: string, cause: unknown): CouponsError {
+    const after = cause === null ? '' : ` (reading it failed with: ${(cause as Error).message})`
+    return new CouponsError('INGEST_FILE_CHANGED',
+      `${this.file}: the file changed while it was read (${changes})${after}; write coupon files aside and rename them into place`, { cause })
   }
 
   async * #counted (compressed: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
@@ -80,19 +138,18 @@ export class GzipFile implements AsyncIterable<Buffer> {
 }
 
 /**
- * The file's size; fails when the file is missing, not a regular file or empty. A 0-byte file is
- * not a gzip stream (an empty gzip is 20 bytes): it is a copy still in progress or a failed
- * download, never an empty segment.
+ * Fails when the file is not a regular file or is empty. A 0-byte file is not a gzip stream (an
+ * empty gzip is 20 bytes): it is a copy still in progress or a failed download, never an empty
+ * segment.
  */
-async function fileSize (file: string, path: string): Promise<number> {
-  try {
-    const stats = await stat(path)
-    if (!stats.isFile()) throw new CouponsError('INGEST_FILE_UNREADABLE', `${file}: ${path} is not a regular file`)
-    if (stats.size === 0) throw new CouponsError('INGEST_TRUNCATED_GZIP', `${file}: 0 bytes, not even a gzip header (a copy still in progress?)`)
-    return stats.size
-  } catch (err) {
-    throw readError(file, path, err, null)
-  }
+function checkedStats (file: string, path: string, stats: Stats): Stats {
+  if (!stats.isFile()) throw new CouponsError('INGEST_FILE_UNREADABLE', `${file}: ${path} is not a regular file`)
+  if (stats.size === 0) throw new CouponsError('INGEST_TRUNCATED_GZIP', `${file}: 0 bytes, not even a gzip header (a copy still in progress?)`)
+  return stats
+}
+
+function identityOf (stats: Stats): FileIdentity {
+  return { dev: stats.dev, ino: stats.ino, size: stats.size, mtimeMs: stats.mtimeMs }
 }
 
 function readError (file: string, path: string, err: unknown, firstBytes: Buffer | null): Error {

@@ -6,7 +6,7 @@
 //   `start-run` jobs that the daily scheduler emits, which a worker turns into a run.
 import type { JobsOptions } from 'bullmq'
 import type { Config } from '../shared/config.js'
-import type { RunSource } from '../shared/run-contract.js'
+import type { IngestAttempt, RunSource } from '../shared/run-contract.js'
 import type { SegmentManifest } from '../shared/segments.js'
 
 export const FILES_QUEUE = 'ingest-files'
@@ -24,11 +24,15 @@ export interface RunJobData {
   files: string[]
 }
 
-/** Data of a file job; segmentId is set by each attempt before it produces anything. */
+/**
+ * Data of a file job. Each attempt sets segmentId before it produces anything and records itself
+ * in attempts (started, then produced, adopted or failed), so the run view can list them.
+ */
 export interface FileJobData {
   runId: string
   file: string
   segmentId?: string
+  attempts?: IngestAttempt[]
 }
 
 /** Data of a scheduler's job: start a run of every configured file. */
@@ -42,6 +46,15 @@ export type FileJobResult = Omit<SegmentManifest, 'partitions' | 'type'>
 /** Deterministic, so a run's file jobs can be found from the run id and its file names. */
 export function fileJobId (runId: string, file: string): string {
   return `${runId}.${file}`
+}
+
+/**
+ * The Redis key of an active job's lock (BullMQ's layout: `<prefix>:<queue>:<jobId>:lock`, holding
+ * the token its worker was given). It exists while a live worker renews it: a sandbox checks it
+ * before writing a manifest, and the run view calls an active job without it stalled.
+ */
+export function jobLockKey (queueQualifiedName: string, jobId: string): string {
+  return `${queueQualifiedName}:${jobId}:lock`
 }
 
 // Finished jobs are the history shown by /admin/runs: kept a month, at most a few thousand.
@@ -64,6 +77,16 @@ export function fileJobOptions (config: Pick<Config, 'ingestAttempts'>, runId: s
 export function runJobOptions (runId: string): JobsOptions {
   return { jobId: runId, removeOnComplete: KEEP, removeOnFail: KEEP }
 }
+
+/**
+ * The file worker's job lock: renewed by the worker (not the sandbox) every half of it, so it
+ * expires this long at most after the worker dies. Short, because a dead worker's run is shown as
+ * stalled (ingest-runs.ts) and retried only once the lock is gone; long enough that a busy host's
+ * event loop never misses a renewal.
+ */
+export const LOCK_DURATION_MS = 20_000
+/** How often BullMQ looks for active jobs without a lock and gives them back to the queue. */
+export const STALLED_INTERVAL_MS = 10_000
 
 /** Environment variable through which a worker hands its config to its sandboxed processors. */
 export const SANDBOX_CONFIG_ENV = 'COUPONS_SANDBOX_CONFIG'

@@ -2,6 +2,7 @@
 // job per run with one child job per file. Starting a run first appends its RunRecord to
 // `coupons.segments` (so the aggregator knows which files make it complete), then adds the flow.
 import { FlowProducer, Job, Queue } from 'bullmq'
+import { Type } from 'typebox'
 import { Value } from 'typebox/value'
 import type { Redis } from 'ioredis'
 import type { Kafka } from 'kafkajs'
@@ -11,10 +12,12 @@ import { createKafka } from '../shared/kafka.js'
 import type { Logger } from '../shared/logger.js'
 import { createRedis } from '../shared/redis.js'
 import { redisKeys, RUN_RESULT } from '../shared/redis-keys.js'
-import { IngestProgress, type Run, type RunFile, type RunResult, type RunSource, type Schedule, type StartedRun } from '../shared/run-contract.js'
+import {
+  AppliedSegment, IngestAttempt, IngestProgress, type Run, type RunFile, type RunResult, type RunSource, type Schedule, type StartedRun
+} from '../shared/run-contract.js'
 import { newRunId } from '../shared/segments.js'
 import {
-  DAILY_SCHEDULER_ID, FILE_JOB, FILES_QUEUE, fileJobId, fileJobOptions, RETRY_DELAY_MS, RUN_JOB, RUNS_QUEUE,
+  DAILY_SCHEDULER_ID, FILE_JOB, FILES_QUEUE, fileJobId, fileJobOptions, jobLockKey, RETRY_DELAY_MS, RUN_JOB, RUNS_QUEUE,
   runJobOptions, START_RUN_JOB, type FileJobData, type FileJobResult, type RunJobData, type StartRunJobData
 } from './ingest-jobs.js'
 
@@ -43,6 +46,8 @@ export async function startRun ({ config, kafka, flows }: RunStarter, files: str
 }
 
 const RUN_STATES = ['active', 'waiting', 'waiting-children', 'prioritized', 'delayed', 'completed', 'failed'] as const
+/** The state shown for an active file job whose worker is gone (its lock expired), and for its run. */
+const STALLED = 'stalled'
 
 export class IngestRuns {
   readonly #config: Config
@@ -133,14 +138,13 @@ export class IngestRuns {
 
   async #view (parent: Job<RunJobData>): Promise<Run> {
     const { runId, source, requestedAt, files } = parent.data
-    const [state, children, result] = await Promise.all([
-      parent.getState(),
-      Promise.all(files.map((file) => this.#fileView(runId, file))),
-      this.#result(runId)
-    ])
+    const [state, result] = await Promise.all([parent.getState(), this.#result(runId)])
+    const children = await Promise.all(files.map((file) => this.#fileView(runId, file, result)))
+    // A run waits for its files; when one of them lost its worker, that is the run's news.
+    const stalled = state === 'waiting-children' && children.some((child) => child.state === STALLED)
     return {
       runId,
-      state,
+      state: stalled ? STALLED : state,
       source,
       requestedAt,
       finishedAt: parent.finishedOn === undefined ? null : new Date(parent.finishedOn).toISOString(),
@@ -149,20 +153,30 @@ export class IngestRuns {
     }
   }
 
-  async #fileView (runId: string, file: string): Promise<RunFile> {
+  async #fileView (runId: string, file: string, result: RunResult | null): Promise<RunFile> {
     const jobId = fileJobId(runId, file)
+    const appliedSegmentId = result?.segments.find((segment) => segment.file === file)?.segmentId ?? null
     const job = await Job.fromId<FileJobData, FileJobResult>(this.#files, jobId)
-    if (job === undefined) return { file, jobId, state: 'unknown', progress: null, attemptsMade: 0, failedReason: null, segmentId: null }
+    if (job === undefined) {
+      return { file, jobId, state: 'unknown', progress: null, attemptsMade: 0, failedReason: null, segmentId: null, appliedSegmentId, attempts: [] }
+    }
     // Progress is whatever the job last reported; anything but an IngestProgress shows as none.
     const progress = Value.Check(IngestProgress, job.progress) ? job.progress : null
+    const state = await job.getState()
+    // An active job whose lock is gone has no live worker: its progress is not moving.
+    const lockHeld = state !== 'active' || await this.#redis.exists(jobLockKey(this.#files.qualifiedName, jobId)) === 1
+    const attempts = Array.isArray(job.data.attempts) ? job.data.attempts.filter((attempt) => Value.Check(IngestAttempt, attempt)) : []
     return {
       file,
       jobId,
-      state: await job.getState(),
+      state: lockHeld ? state : STALLED,
       progress,
       attemptsMade: job.attemptsMade,
-      failedReason: job.failedReason === undefined || job.failedReason === '' ? null : job.failedReason,
-      segmentId: job.returnvalue?.segmentId ?? job.data.segmentId ?? null
+      // BullMQ keeps the last failure's reason after a retry succeeds; it is news only for a failed job.
+      failedReason: state === 'failed' && job.failedReason !== undefined && job.failedReason !== '' ? job.failedReason : null,
+      segmentId: job.returnvalue?.segmentId ?? job.data.segmentId ?? null,
+      appliedSegmentId,
+      attempts
     }
   }
 
@@ -176,7 +190,19 @@ export class IngestRuns {
       appliedAt: hash[RUN_RESULT.appliedAt] || null,
       validCount: number(hash[RUN_RESULT.validCount]),
       swapMs: number(hash[RUN_RESULT.swapMs]),
-      error: hash[RUN_RESULT.error] || null
+      error: hash[RUN_RESULT.error] || null,
+      segments: appliedSegments(hash[RUN_RESULT.segments])
     }
+  }
+}
+
+/** The segments field of a run result; [] when absent (results written before it existed) or unreadable. */
+function appliedSegments (json: string | undefined): AppliedSegment[] {
+  if (json === undefined || json === '') return []
+  try {
+    const parsed: unknown = JSON.parse(json)
+    return Value.Check(Type.Array(AppliedSegment), parsed) ? parsed : []
+  } catch {
+    return []
   }
 }

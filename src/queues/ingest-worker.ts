@@ -11,7 +11,7 @@ import type { Logger } from '../shared/logger.js'
 import { createRedis } from '../shared/redis.js'
 import { redisKeys } from '../shared/redis-keys.js'
 import {
-  FILES_QUEUE, RUNS_QUEUE, RUN_JOB, SANDBOX_CONFIG_ENV, START_RUN_JOB,
+  FILES_QUEUE, LOCK_DURATION_MS, RUNS_QUEUE, RUN_JOB, SANDBOX_CONFIG_ENV, STALLED_INTERVAL_MS, START_RUN_JOB,
   type FileJobResult, type RunJobData, type StartRunJobData
 } from './ingest-jobs.js'
 import { startRun } from './ingest-runs.js'
@@ -54,8 +54,9 @@ export function createIngestWorker (options: { config: Config, logger: Logger })
     // A child process per concurrent job: its own heap, and a crash in it fails one job, not the host.
     useWorkerThreads: false,
     workerForkOptions: { env: sandboxEnv(config) },
-    // A whole file can take minutes; the lock is renewed by the worker, not by the child.
-    lockDuration: 60_000
+    // The lock is renewed by the worker, not by the child, however long the file takes.
+    lockDuration: LOCK_DURATION_MS,
+    stalledInterval: STALLED_INTERVAL_MS
   })
 
   const runs = new Worker<RunJobData | StartRunJobData>(RUNS_QUEUE, async (job: Job<RunJobData | StartRunJobData>) => {

@@ -24,6 +24,8 @@ export const errorCodes = [
   'INGEST_TRUNCATED_GZIP',
   'INGEST_CORRUPT_GZIP',
   'INGEST_READ_FAILED',
+  /** written in place while it was read (size, mtime or inode differ between the open and the end) */
+  'INGEST_FILE_CHANGED',
   'INGEST_LINE_TOO_LONG',
   'INGEST_ABORTED',
   'INGEST_LOCK_LOST',

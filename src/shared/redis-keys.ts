@@ -58,7 +58,9 @@ export const RUN_RESULT = {
   appliedAt: 'appliedAt',
   validCount: 'validCount',
   swapMs: 'swapMs',
-  error: 'error'
+  error: 'error',
+  /** JSON: the segments (file, segmentId, runId) the applied set was computed from */
+  segments: 'segments'
 } as const
 
 export const RUN_RESULT_TTL_SECONDS = 30 * 24 * 3600

@@ -19,14 +19,52 @@ export const IngestProgress = Type.Object({
 })
 export type IngestProgress = Static<typeof IngestProgress>
 
+/** What became of one attempt of a file job. */
+export const AttemptOutcome = Type.Union([
+  Type.Literal('running'),
+  Type.Literal('produced'),
+  Type.Literal('adopted'),
+  Type.Literal('failed'),
+  Type.Literal('interrupted')
+], {
+  description: 'running: in progress (or its worker died: see the file state); produced: wrote its segment and manifest; ' +
+    'adopted: found the manifest an earlier attempt of the same job had written and took it instead of producing the file again; ' +
+    'failed: see error; interrupted: its worker died or closed before it finished (nothing it sent counts: it wrote no manifest)'
+})
+export type AttemptOutcome = Static<typeof AttemptOutcome>
+
+/** One start of a file job, as recorded by the attempt itself in the job's data. */
+export const IngestAttempt = Type.Object({
+  attempt: Type.Integer({ minimum: 1, description: '1 for the first start; a start after a stalled worker counts too' }),
+  segmentId: Type.String({ description: 'the segment this attempt produced (or adopted)' }),
+  startedAt: Type.String({ format: 'date-time' }),
+  finishedAt: Nullable(Type.String({ format: 'date-time' })),
+  outcome: AttemptOutcome,
+  error: Nullable(Type.String())
+})
+export type IngestAttempt = Static<typeof IngestAttempt>
+
+/** A segment an applied set was computed from. */
+export const AppliedSegment = Type.Object({
+  file: Type.String(),
+  segmentId: Type.String(),
+  runId: Type.String({ description: 'the run that produced it (another run for a file this run did not ingest)' })
+})
+export type AppliedSegment = Static<typeof AppliedSegment>
+
 export const RunFile = Type.Object({
   file: Type.String({ examples: ['couponbase1.gz'] }),
   jobId: Type.String(),
-  state: Type.String({ description: 'BullMQ job state: waiting, active, completed, failed, delayed…' }),
+  state: Type.String({
+    description: 'BullMQ job state (waiting, active, completed, failed, delayed…), or stalled: active, but the job\'s lock expired ' +
+      'because its worker died; a live worker retries it at its next stalled-job check'
+  }),
   progress: Nullable(IngestProgress),
   attemptsMade: Type.Integer(),
-  failedReason: Nullable(Type.String()),
-  segmentId: Nullable(Type.String({ description: 'the segment the file produced, once complete' }))
+  failedReason: Nullable(Type.String({ description: 'why the job failed; null unless its state is failed (each attempt\'s error is in attempts)' })),
+  segmentId: Nullable(Type.String({ description: 'the segment of the job\'s latest attempt; its result once complete' })),
+  appliedSegmentId: Nullable(Type.String({ description: 'the segment of this file that the run\'s swap was computed from; null until applied' })),
+  attempts: Type.Array(IngestAttempt)
 })
 export type RunFile = Static<typeof RunFile>
 
@@ -37,13 +75,14 @@ export const RunResult = Type.Object({
   appliedAt: Nullable(Type.String({ format: 'date-time' })),
   validCount: Nullable(Type.Integer()),
   swapMs: Nullable(Type.Number()),
-  error: Nullable(Type.String())
+  error: Nullable(Type.String()),
+  segments: Type.Array(AppliedSegment, { description: 'the segment of every configured file that the applied set was computed from; empty unless applied' })
 }, { description: 'What the aggregator did with the run' })
 export type RunResult = Static<typeof RunResult>
 
 export const Run = Type.Object({
   runId: Type.String(),
-  state: Type.String({ description: 'BullMQ state of the run (the parent job of the flow)' }),
+  state: Type.String({ description: 'BullMQ state of the run (the parent job of the flow), or stalled while one of its files is' }),
   source: RunSource,
   requestedAt: Type.String({ format: 'date-time' }),
   finishedAt: Nullable(Type.String({ format: 'date-time' })),

@@ -28,6 +28,18 @@ export const PartitionRange = Type.Object({
 })
 export type PartitionRange = Static<typeof PartitionRange>
 
+/**
+ * The file a segment was read from, as fstat showed it when it was opened (and, unchanged, when the
+ * read ended): which inode on which device, its size and modification time.
+ */
+export const FileIdentity = Type.Object({
+  dev: Type.Number(),
+  ino: Type.Number(),
+  size: Type.Integer({ minimum: 0 }),
+  mtimeMs: Type.Number()
+})
+export type FileIdentity = Static<typeof FileIdentity>
+
 export const SegmentManifest = Type.Object({
   type: Type.Literal('segment'),
   segmentId: Type.String(),
@@ -39,6 +51,8 @@ export const SegmentManifest = Type.Object({
   lines: Type.Integer({ minimum: 0 }),
   codes: Type.Integer({ minimum: 0 }),
   producedAt: Type.String({ description: 'ISO 8601' }),
+  /** absent from manifests written before it existed */
+  fileIdentity: Type.Optional(FileIdentity),
   partitions: Type.Array(PartitionRange)
 })
 export type SegmentManifest = Static<typeof SegmentManifest>

@@ -110,10 +110,12 @@ t.test('a manifest whose counts do not match its records fails the run and swaps
   // A new file 3 that would make ONLYONE1 valid, produced before its run record is published so
   // that the run is decided only after a manifest claiming one more code than the records hold.
   await writeCodes(pipeline, FILES[2], ['ONLYONE1', 'ONLYTHRE'])
+  // The records come from a production for a run that never gets a run record: the lying copy of
+  // its manifest must be the run's first (a later manifest of a run and file is ignored).
   const runId = newRunId()
-  const manifest = await produceFile({ config: pipeline.config, kafka: pipeline.kafka, logger: silentLogger, file: FILES[2], runId })
+  const manifest = await produceFile({ config: pipeline.config, kafka: pipeline.kafka, logger: silentLogger, file: FILES[2], runId: newRunId() })
   const range = manifest.partitions.find((r) => r.codes > 0) as PartitionRange
-  const lying = { ...manifest, partitions: manifest.partitions.map((r) => r === range ? { ...r, codes: r.codes + 1 } : r) }
+  const lying = { ...manifest, runId, partitions: manifest.partitions.map((r) => r === range ? { ...r, codes: r.codes + 1 } : r) }
   await publishRunRecord(pipeline.kafka, pipeline.config, lying)
   await publishRunRecord(pipeline.kafka, pipeline.config, { type: 'run', runId, files: [FILES[2]], requestedAt: new Date().toISOString(), source: 'cli' })
 

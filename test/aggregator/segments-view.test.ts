@@ -35,7 +35,7 @@ t.test('a run is ready once every one of its files has a segment from that run',
 t.test('the current segment of a file is its latest manifest, whatever its run', async (t) => {
   const view = viewOf(
     run('R1', ['a', 'b']),
-    manifest('R1', 'a', 's1'),
+    manifest('R0', 'a', 's1'),
     manifest('R1', 'a', 's2'),
     manifest('R1', 'b', 's3'),
     run('R2', ['a']),
@@ -46,6 +46,23 @@ t.test('the current segment of a file is its latest manifest, whatever its run',
   t.equal(view.current('c'), undefined)
   t.same(view.readyRuns(), ['R1', 'R2'])
   t.equal(view.newestOffset('R1'), 3n)
+})
+
+t.test('a second manifest of a file in one run is ignored: the run and the file keep the first', async (t) => {
+  const view = new SegmentsView()
+  t.equal(view.apply(run('R1', ['a', 'b']), 0n), undefined)
+  t.equal(view.apply(manifest('R1', 'a', 'first'), 1n), undefined)
+  // the retry of a job whose worker died after writing the manifest above
+  const ignored = view.apply(manifest('R1', 'a', 'late'), 2n)
+  t.equal(ignored?.manifest.segmentId, 'first', 'apply names the manifest that stands')
+  t.equal(ignored?.offset, 1n)
+  t.equal(view.current('a')?.manifest.segmentId, 'first', 'the late one never becomes current')
+  t.notOk(view.isReady('R1'), 'nor does it stand in for another file')
+  view.apply(manifest('R1', 'b', 'b1'), 3n)
+  t.ok(view.isReady('R1'))
+  t.equal(view.newestOffset('R1'), 3n)
+  view.apply(manifest('R2', 'a', 'next-run'), 4n)
+  t.equal(view.current('a')?.manifest.segmentId, 'next-run', 'another run still replaces it')
 })
 
 t.test('a manifest without its run record does not make a run ready', async (t) => {

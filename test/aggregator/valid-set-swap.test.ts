@@ -60,6 +60,7 @@ t.test('a swap publishes the staged set, the meta hash, the run result and a mes
   const result = await redis.hgetall(swap.keys.runResult(runId))
   t.equal(result[RUN_RESULT.state], 'applied')
   t.equal(result[RUN_RESULT.validCount], String(codes.length))
+  t.same(JSON.parse(result[RUN_RESULT.segments]), [{ file: 'a', segmentId: 's', runId }], 'the run result names the segments the set was computed from')
   t.ok(await expiresInAboutThirtyDays(redis, swap.keys.runResult(runId)), 'the run result expires in 30 days')
   t.same(await redis.keys(`${swap.keys.staging('*')}`), [], 'no staging key is left')
   await waitFor('the swap to be announced', async () => messages.length >= 1)

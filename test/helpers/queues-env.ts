@@ -9,15 +9,16 @@ import { IngestRuns } from '../../src/queues/ingest-runs.js'
 import { createIngestWorker } from '../../src/queues/ingest-worker.js'
 import { deleteRedisPrefix, deleteTopics, silentLogger, testConfig, testKafka } from './test-env.js'
 
-export async function queueStack (t: Test, label: string, env: NodeJS.ProcessEnv = {}) {
+/** `worker: false` leaves starting (and closing) workers to the test. */
+export async function queueStack (t: Test, label: string, env: NodeJS.ProcessEnv = {}, options: { worker?: boolean } = {}) {
   const dir = await mkdtemp(join(tmpdir(), `queues-${label}-`))
   const config = testConfig(label, { COUPON_DATA_DIR: dir, ...env })
   const kafka = testKafka(config)
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null })
   const runs = new IngestRuns({ config, logger: silentLogger })
-  const worker = createIngestWorker({ config, logger: silentLogger })
+  const worker = options.worker === false ? null : createIngestWorker({ config, logger: silentLogger })
   t.teardown(async () => {
-    await worker.close()
+    await worker?.close()
     await runs.close()
     await deleteRedisPrefix(redis, config.redisPrefix)
     redis.disconnect()

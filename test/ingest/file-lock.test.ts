@@ -75,6 +75,18 @@ t.test('a holder whose lock another holder took sees its signal abort with INGES
   t.equal(await redis.get(key), 'another-holder', 'release leaves the other holder\'s lock alone')
 })
 
+t.test('assertHeld answers at once, between renewals: it passes while the lock is the holder\'s and throws INGEST_LOCK_LOST after', async (t) => {
+  const { redis, key } = await setup(t)
+  const lock = await acquireFileLock(redis, key)
+  t.teardown(() => lock.release())
+  await lock.assertHeld()
+  await redis.set(key, 'another-holder', 'PX', LOCK_TTL_MS)
+  await t.rejects(lock.assertHeld(), { code: 'INGEST_LOCK_LOST' })
+  t.notOk(lock.signal.aborted, 'before the next renewal the signal has not noticed yet')
+  await redis.del(key)
+  await t.rejects(lock.assertHeld(), { code: 'INGEST_LOCK_LOST' }, 'an expired lock is lost too')
+})
+
 t.test('withFileLock releases the lock after the work, also when the work fails', async (t) => {
   const { redis, key } = await setup(t)
   const result = await withFileLock(redis, key, {}, async (signal) => {

@@ -1,7 +1,7 @@
 // produceFile against the real Kafka: what goes in comes back out per partition, the manifest
 // describes exactly the records of its segment, and bad input fails loudly with no manifest.
 import { createHash } from 'node:crypto'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
@@ -47,6 +47,8 @@ t.test('a generated file comes back code for code, per partition, as the manifes
   t.equal(manifest.topic, topicNames(config).data(file))
   t.equal(manifest.fileBytes, compressed.length)
   t.equal(manifest.sha256, createHash('sha256').update(compressed).digest('hex'))
+  const stats = await stat(path)
+  t.same(manifest.fileIdentity, { dev: stats.dev, ino: stats.ino, size: stats.size, mtimeMs: stats.mtimeMs }, 'the identity of the file it read')
   t.equal(manifest.lines, expected.lines)
   t.equal(manifest.codes, expected.perPartition.reduce((n, codes) => n + codes.length, 0))
   t.equal(manifest.partitions.length, config.kafkaPartitions)

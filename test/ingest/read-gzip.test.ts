@@ -1,7 +1,7 @@
 // openGzip and the GzipFile it returns: the decompressed bytes in bounded chunks, the compressed
 // size, progress and sha256, and a CouponsError with a precise code for every kind of bad file.
 import { createHash } from 'node:crypto'
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
@@ -149,4 +149,54 @@ t.test('stops with INGEST_ABORTED when its signal aborts mid-file', async (t) =>
   await t.rejects(reading, { name: 'CouponsError', code: 'INGEST_ABORTED', message: /^noise\.gz: ingest aborted$/ })
   t.ok(gzip.bytesRead < gzip.bytesTotal, `${gzip.bytesRead} of ${gzip.bytesTotal} compressed bytes read: the rest of the file was not`)
   t.ok(decompressed < 8 * 1024 * 1024, `${decompressed} bytes yielded, not the whole file`)
+})
+
+t.test('a file written in place while it is read fails with INGEST_FILE_CHANGED, not as a corrupt or truncated gzip', async (t) => {
+  const path = await writeTemp(t, 'couponbase1.gz', gzipSync(codeLines(1_000_000, 7), { level: 1 }))
+  const gzip = await openGzip('couponbase1.gz', path)
+  let readAtWrite = -1
+  const reading = (async () => {
+    for await (const chunk of gzip) {
+      if (readAtWrite !== -1 || chunk.length === 0) continue
+      readAtWrite = gzip.bytesRead
+      await writeFile(path, gzipSync(codeLines(1000, 8)))
+    }
+  })()
+  await t.rejects(reading, { name: 'CouponsError', code: 'INGEST_FILE_CHANGED', message: /^couponbase1\.gz: the file changed while it was read \(.*size \d+ -> \d+.*rename them into place$/ })
+  t.ok(readAtWrite < gzip.bytesTotal, `overwritten after ${readAtWrite} of ${gzip.bytesTotal} bytes`)
+})
+
+t.test('a file rewritten with the same bytes while it is read fails with INGEST_FILE_CHANGED too: its mtime moved', async (t) => {
+  const compressed = gzipSync(codeLines(1_000_000, 9), { level: 1 })
+  const path = await writeTemp(t, 'couponbase2.gz', compressed)
+  const gzip = await openGzip('couponbase2.gz', path)
+  let written = false
+  const reading = (async () => {
+    for await (const chunk of gzip) {
+      if (written || chunk.length === 0) continue
+      written = true
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      await writeFile(path, compressed)
+    }
+  })()
+  await t.rejects(reading, { name: 'CouponsError', code: 'INGEST_FILE_CHANGED', message: /mtimeMs/ })
+})
+
+t.test('a file replaced by rename while it is read is read whole from the file that was opened, whose identity it reports', async (t) => {
+  const plain = codeLines(1_000_000, 10)
+  const path = await writeTemp(t, 'couponbase3.gz', gzipSync(plain, { level: 1 }))
+  const before = await stat(path)
+  const gzip = await openGzip('couponbase3.gz', path)
+  t.same(gzip.identity, { dev: before.dev, ino: before.ino, size: before.size, mtimeMs: before.mtimeMs }, 'the identity of the opened file')
+  const parts: Buffer[] = []
+  for await (const chunk of gzip) {
+    if (parts.length === 0) {
+      await writeFile(`${path}.new`, gzipSync('SUPER100\n'))
+      await rename(`${path}.new`, path)
+    }
+    parts.push(Buffer.from(chunk))
+  }
+  t.equal(Buffer.concat(parts).compare(plain), 0, 'every byte of the version that was opened')
+  t.ok(gzip.replacedDuringRead, 'and it says the path names another file now')
+  t.not((await stat(path)).ino, gzip.identity.ino)
 })

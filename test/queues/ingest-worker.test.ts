@@ -1,7 +1,7 @@
 // Runs through BullMQ against the real Redis and Kafka: flows of file jobs processed in sandboxed
 // child processes, progress, retries that stop for bad input, the per-file lock, and what a sandboxed
 // child may see of the host's environment.
-import { readdir, readFile, writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { gzipSync } from 'node:zlib'
 import { join } from 'node:path'
 import { Queue, QueueEvents } from 'bullmq'
@@ -9,16 +9,20 @@ import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { generateCoupons } from '../../src/gen/generate-coupons.js'
 import { acquireFileLock } from '../../src/ingest/file-lock.js'
-import { FILES_QUEUE, SANDBOX_CONFIG_ENV } from '../../src/queues/ingest-jobs.js'
-import { SANDBOX_INHERITED_ENV, sandboxEnv } from '../../src/queues/ingest-worker.js'
+import { produceFile } from '../../src/ingest/produce-file.js'
+import { FILE_JOB, FILES_QUEUE, fileJobOptions, SANDBOX_CONFIG_ENV, type FileJobData, type FileJobResult } from '../../src/queues/ingest-jobs.js'
+import { createIngestWorker, SANDBOX_INHERITED_ENV, sandboxEnv } from '../../src/queues/ingest-worker.js'
 import type { IngestRuns } from '../../src/queues/ingest-runs.js'
 import type { Config } from '../../src/shared/config.js'
 import { topicNames } from '../../src/shared/kafka.js'
 import { redisKeys } from '../../src/shared/redis-keys.js'
+import { newRunId } from '../../src/shared/segments.js'
+import { waitFor } from '../../scripts/lib/wait-for.js'
 import type { Run } from '../../src/shared/run-contract.js'
-import { readSegments } from '../helpers/ingest-read.js'
+import { readSegments, readTopic } from '../helpers/ingest-read.js'
+import { processTable } from '../helpers/process-tree.js'
 import { queueStack } from '../helpers/queues-env.js'
-import { testConfig } from '../helpers/test-env.js'
+import { silentLogger, testConfig } from '../helpers/test-env.js'
 
 async function waitForRun (runs: IngestRuns, runId: string, done: (run: Run) => boolean, seen: Run[] = []): Promise<Run> {
   const deadline = Date.now() + 120_000
@@ -119,15 +123,76 @@ t.test('a job waits while another run holds its file, then produces it', async (
   t.equal(run.state, 'completed', 'then it completes')
 })
 
+t.test('an attempt that lost its file lock writes no manifest, and its retry completes the job without the stale failure reason', async (t) => {
+  const { dir, config, kafka, redis, runs } = await queueStack(t, 'fence', { INGEST_ATTEMPTS: '2' })
+  await generateCoupons({ outDir: dir, scale: 0.01, seed: 6 })
+  const started = await runs.startRun(['couponbase1.gz'], 'admin')
+  // Once the first attempt reports progress it holds the lock; take it away, as an expiry would.
+  await waitForRun(runs, started.runId, (view) => view.files[0].progress !== null)
+  await redis.del(redisKeys(config.redisPrefix).ingestLock('couponbase1.gz'))
+  const run = await waitForRun(runs, started.runId, (view) => view.state === 'completed' || view.state === 'failed')
+
+  t.equal(run.state, 'completed')
+  const [file] = run.files
+  t.equal(file.state, 'completed')
+  t.equal(file.failedReason, null, 'no failure reason beside completed')
+  t.same(file.attempts.map((attempt) => attempt.outcome), ['failed', 'produced'], 'both attempts are listed')
+  t.match(file.attempts[0].error, /^INGEST_LOCK_LOST: /, 'the first with its error')
+  t.equal(file.attempts[1].error, null)
+  t.equal(file.attempts[1].segmentId, file.segmentId, 'the second produced the job\'s segment')
+  t.ok(file.attempts.every((attempt) => attempt.finishedAt !== null && attempt.finishedAt >= attempt.startedAt), 'each has its start and end')
+  const manifests = (await readSegments(kafka, topicNames(config).segments)).filter((r) => r.type === 'segment')
+  t.same(manifests.map((m) => m.type === 'segment' && m.segmentId), [file.segmentId], 'one manifest: the retry\'s')
+})
+
+t.test('a worker that closes mid-file gives its job back: the attempt is listed as interrupted and nothing is published', async (t) => {
+  const { dir, config, kafka, runs } = await queueStack(t, 'close', {}, { worker: false })
+  await generateCoupons({ outDir: dir, scale: 0.01, seed: 8 })
+  const worker = createIngestWorker({ config, logger: silentLogger })
+  t.teardown(() => worker.close())
+  const started = await runs.startRun(['couponbase1.gz'], 'admin')
+  await waitForRun(runs, started.runId, (view) => (view.files[0].progress?.percent ?? 0) > 0)
+  await worker.close()
+
+  const [file] = (await runs.getRun(started.runId))!.files
+  t.equal(file.state, 'waiting', 'the job is back in the queue')
+  t.equal(file.failedReason, null)
+  t.same(file.attempts.map((attempt) => attempt.outcome), ['interrupted'])
+  t.match(file.attempts[0].error, /^INGEST_ABORTED: the worker closed/)
+  t.same((await readSegments(kafka, topicNames(config).segments)).filter((r) => r.type === 'segment'), [], 'no manifest')
+})
+
+t.test('a job whose run already has a manifest of its file adopts it instead of producing the file again', async (t) => {
+  const { dir, config, kafka, redis } = await queueStack(t, 'adopt')
+  await generateCoupons({ outDir: dir, scale: 0.001, seed: 7 })
+  // As if an attempt had written the manifest and its worker had died before the job completed.
+  const runId = newRunId()
+  const earlier = await produceFile({ config, kafka, logger: silentLogger, file: 'couponbase2.gz', runId })
+  const connection = redis.duplicate()
+  const queue = new Queue<FileJobData, FileJobResult>(FILES_QUEUE, { connection, prefix: redisKeys(config.redisPrefix).bullPrefix })
+  t.teardown(async () => { await queue.close(); connection.disconnect() })
+  const lookupStarted = Date.now()
+  const job = await queue.add(FILE_JOB, { runId, file: 'couponbase2.gz' }, fileJobOptions(config, runId, 'couponbase2.gz'))
+  const done = await waitFor('the job to finish', async () => {
+    const state = await queue.getJobState(job.id!)
+    return state === 'completed' || state === 'failed' ? await queue.getJob(job.id!) : undefined
+  }, 60_000, 50)
+  t.comment(`the job took ${Date.now() - lookupStarted} ms, most of it the lookup`)
+
+  t.equal(done?.returnvalue?.segmentId, earlier.segmentId, 'the job\'s result is the earlier manifest')
+  t.same(done?.data.attempts?.map((attempt) => [attempt.outcome, attempt.segmentId]), [['adopted', earlier.segmentId]], 'its attempt says it adopted it')
+  t.same(done?.progress, { percent: 100, bytesRead: earlier.fileBytes, bytesTotal: earlier.fileBytes, lines: earlier.lines, codes: earlier.codes })
+  const manifests = (await readSegments(kafka, topicNames(config).segments)).filter((r) => r.type === 'segment')
+  t.equal(manifests.length, 1, 'no second manifest')
+  const segments = new Set((await readTopic(kafka, topicNames(config).data('couponbase2.gz'))).map((record) => record.headers.segment))
+  t.same([...segments], [earlier.segmentId], 'and not one record of a second production')
+})
+
 /** The environments of this process's child processes, read from /proc (Linux). */
 async function childEnvironments (): Promise<Array<Record<string, string>>> {
   const envs: Array<Record<string, string>> = []
-  for (const pid of (await readdir('/proc')).filter((name) => /^[0-9]+$/.test(name))) {
+  for (const { pid } of (await processTable()).filter((entry) => entry.ppid === process.pid)) {
     try {
-      const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
-      // pid (comm) state ppid …; comm may hold spaces and parentheses, so split after the last ')'.
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
-      if (ppid !== process.pid) continue
       const raw = await readFile(`/proc/${pid}/environ`, 'utf8')
       envs.push(Object.fromEntries(raw.split('\0').filter(Boolean).map((entry) => [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)])))
     } catch {

@@ -101,7 +101,7 @@ t.test('a run started through the API is queued, listed and followed file by fil
   // No worker runs in this test: the flow's parent waits for its children, which wait in the queue.
   t.equal(view.state, 'waiting-children')
   t.same(view.files, jobs.map((job: { id: string, file: string }) => ({
-    file: job.file, jobId: job.id, state: 'waiting', progress: null, attemptsMade: 0, failedReason: null, segmentId: null
+    file: job.file, jobId: job.id, state: 'waiting', progress: null, attemptsMade: 0, failedReason: null, segmentId: null, appliedSegmentId: null, attempts: []
   })))
   t.equal(view.result, null, 'no swap yet')
 
