@@ -91,7 +91,11 @@ async function produceJob (job: SandboxedJob<FileJobData, FileJobResult>, token:
     const jobLock = token === undefined || job.id === undefined ? null : jobLockKey(job.queueQualifiedName, job.id)
     const { manifest, adopted } = await withFileLock(redis, redisKeys(config.redisPrefix).ingestLock(file), { signal, onWait }, async (lockedSignal, fileLock) => {
       // Under the file lock, so an earlier attempt still producing this file has finished (or died).
-      const existing = await findManifest(kafka, config, runId, file, lockedSignal)
+      // Every attempt records itself before it produces anything, so a job with no earlier attempt
+      // cannot have a manifest yet: the first attempt (nearly every job) skips the lookup and its
+      // short-lived consumer group, which costs a group join (3 s on a broker with Kafka's default
+      // group.initial.rebalance.delay.ms).
+      const existing = earlier.length === 0 ? null : await findManifest(kafka, config, runId, file, lockedSignal)
       if (existing !== null) return { manifest: existing, adopted: true }
       const produced = await produceFile({
         config,

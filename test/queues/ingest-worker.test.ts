@@ -18,7 +18,7 @@ import { topicNames } from '../../src/shared/kafka.js'
 import { redisKeys } from '../../src/shared/redis-keys.js'
 import { newRunId } from '../../src/shared/segments.js'
 import { waitFor } from '../../scripts/lib/wait-for.js'
-import type { Run } from '../../src/shared/run-contract.js'
+import type { IngestAttempt, Run } from '../../src/shared/run-contract.js'
 import { readSegments, readTopic } from '../helpers/ingest-read.js'
 import { processTable } from '../helpers/process-tree.js'
 import { queueStack } from '../helpers/queues-env.js'
@@ -172,7 +172,8 @@ t.test('a job whose run already has a manifest of its file adopts it instead of 
   const queue = new Queue<FileJobData, FileJobResult>(FILES_QUEUE, { connection, prefix: redisKeys(config.redisPrefix).bullPrefix })
   t.teardown(async () => { await queue.close(); connection.disconnect() })
   const lookupStarted = Date.now()
-  const job = await queue.add(FILE_JOB, { runId, file: 'couponbase2.gz' }, fileJobOptions(config, runId, 'couponbase2.gz'))
+  const died: IngestAttempt = { attempt: 1, segmentId: earlier.segmentId, startedAt: new Date().toISOString(), finishedAt: null, outcome: 'running', error: null }
+  const job = await queue.add(FILE_JOB, { runId, file: 'couponbase2.gz', attempts: [died] }, fileJobOptions(config, runId, 'couponbase2.gz'))
   const done = await waitFor('the job to finish', async () => {
     const state = await queue.getJobState(job.id!)
     return state === 'completed' || state === 'failed' ? await queue.getJob(job.id!) : undefined
@@ -180,7 +181,7 @@ t.test('a job whose run already has a manifest of its file adopts it instead of 
   t.comment(`the job took ${Date.now() - lookupStarted} ms, most of it the lookup`)
 
   t.equal(done?.returnvalue?.segmentId, earlier.segmentId, 'the job\'s result is the earlier manifest')
-  t.same(done?.data.attempts?.map((attempt) => [attempt.outcome, attempt.segmentId]), [['adopted', earlier.segmentId]], 'its attempt says it adopted it')
+  t.same(done?.data.attempts?.map((attempt) => [attempt.outcome, attempt.segmentId]), [['interrupted', earlier.segmentId], ['adopted', earlier.segmentId]], 'the dead attempt is listed as interrupted and the retry says it adopted its manifest')
   t.same(done?.progress, { percent: 100, bytesRead: earlier.fileBytes, bytesTotal: earlier.fileBytes, lines: earlier.lines, codes: earlier.codes })
   const manifests = (await readSegments(kafka, topicNames(config).segments)).filter((r) => r.type === 'segment')
   t.equal(manifests.length, 1, 'no second manifest')
