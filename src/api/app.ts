@@ -16,6 +16,7 @@ import type { ErrorResponse } from './schemas.js'
 import flashSalePlugin from './plugins/flash-sale.js'
 import ingestRunsPlugin, { type IngestRunsApi } from './plugins/ingest-runs.js'
 import metricsPlugin from './plugins/metrics.js'
+import postgresPlugin from './plugins/postgres.js'
 import redisPlugin from './plugins/redis.js'
 import adminRoutes from './routes/admin.js'
 import couponRoutes from './routes/coupons.js'
@@ -91,6 +92,7 @@ export function buildApp (options: BuildAppOptions) {
   const dependencyTimeoutMs = options.dependencyTimeoutMs ?? 5000
   app.register(redisPlugin, { url: config.redisUrl, logger, connectWaitMs: options.redisConnectWaitMs })
   app.register(ingestRunsPlugin, { config, logger, ingestRuns: options.ingestRuns })
+  app.register(postgresPlugin, { databaseUrl: config.databaseUrl, logger })
   app.register(flashSalePlugin, { config, logger, flashSale: options.flashSale })
   // Before every route it measures: its onRoute hook sees only the routes registered after it.
   app.register(metricsPlugin, { config, logger, registry: options.metricsRegistry, dependencyTimeoutMs })
