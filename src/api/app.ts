@@ -20,6 +20,7 @@ import postgresPlugin from './plugins/postgres.js'
 import redisPlugin from './plugins/redis.js'
 import adminRoutes from './routes/admin.js'
 import couponRoutes from './routes/coupons.js'
+import dashboardRoutes from './routes/dashboard.js'
 import flashSaleRoutes from './routes/flash-sale.js'
 
 export interface BuildAppOptions {
@@ -78,7 +79,7 @@ export function buildApp (options: BuildAppOptions) {
       },
       tags: [
         { name: 'coupons', description: 'Used by checkout' },
-        { name: 'admin', description: 'Operators; Authorization: Bearer <ADMIN_TOKEN>' },
+        { name: 'admin', description: 'Operators (the /dashboard page calls these); Authorization: Bearer <ADMIN_TOKEN>' },
         { name: 'flash-sale', description: 'Limited-stock coupons that each user claims once' },
         { name: 'health', description: 'Liveness and load shedding' }
       ],
@@ -120,6 +121,7 @@ export function buildApp (options: BuildAppOptions) {
   })
   app.register(adminRoutes, { prefix: '/admin', config, dependencyTimeoutMs })
   app.register(flashSaleRoutes)
+  app.register(dashboardRoutes)
 
   return app
 }
