@@ -4,6 +4,7 @@
 import { fileURLToPath } from 'node:url'
 import type { FastifyPluginAsync } from 'fastify'
 import fastifyStatic from '@fastify/static'
+import { shedOnlyWhenOverloaded } from '../http-errors.js'
 
 /** The page's files, beside this module's folder in src/ and in dist/ alike. */
 export const DASHBOARD_DIR = fileURLToPath(new URL('../dashboard/', import.meta.url))
@@ -18,6 +19,9 @@ const SECURITY_HEADERS: Record<string, string> = {
 }
 
 const dashboardRoutes: FastifyPluginAsync = async (fastify) => {
+  // The page needs no Redis: during an outage it still loads and says what the /admin routes
+  // answer. Only an overloaded process sheds it.
+  fastify.addHook('onRoute', (route) => { route.config = { ...route.config, pressureHandler: shedOnlyWhenOverloaded } })
   await fastify.register(fastifyStatic, {
     root: DASHBOARD_DIR,
     prefix: '/dashboard/',

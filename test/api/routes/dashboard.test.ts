@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import t from 'tap'
 import { DASHBOARD_DIR } from '../../../src/api/routes/dashboard.js'
-import { ADMIN_TOKEN, testApp } from '../../helpers/api-env.js'
+import { ADMIN_TOKEN, freePort, testApp } from '../../helpers/api-env.js'
 
 t.test('GET /dashboard sends the browser to the page, which is served with its own files only', async (t) => {
   const { app } = await testApp(t)
@@ -35,4 +35,13 @@ t.test('nothing else is served under /dashboard/, and the page is not in the Ope
   }
   const paths = Object.keys((await app.inject({ url: '/docs/json' })).json().paths)
   t.notOk(paths.some((path) => path.startsWith('/dashboard') || path === '/metrics'), 'neither /dashboard nor /metrics is a JSON route of the document')
+})
+
+t.test('the page still loads while Redis is down (the load shedder lets it through)', async (t) => {
+  const { app } = await testApp(t, { REDIS_URL: `redis://127.0.0.1:${await freePort()}` }, { redisConnectWaitMs: 100, dependencyTimeoutMs: 300 })
+  t.equal((await app.inject({ url: '/health' })).statusCode, 503, 'the health check fails')
+  for (const url of ['/dashboard', '/dashboard/', '/dashboard/dashboard.js']) {
+    t.equal((await app.inject({ url })).statusCode < 400, true, url)
+  }
+  t.equal((await app.inject({ url: '/admin/status', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).statusCode, 503, 'while its data is unavailable')
 })
