@@ -1,14 +1,20 @@
 // `coupons aggregator`: the long-running aggregator process (always its own process: its memory
-// peak is one partition's state, which must not share a heap with the API).
+// peak is one partition's state, which must not share a heap with the API). Its metrics:
+// METRICS_PORT.
 import { loadConfig } from '../shared/config.js'
 import { createLogger } from '../shared/logger.js'
+import { createRegistry } from '../shared/metrics.js'
+import { withMetricsServer } from '../shared/metrics-server.js'
 import { runRole } from '../shared/role-lifecycle.js'
 import { Aggregator } from './aggregator.js'
+import { aggregatorMetrics } from './aggregator-metrics.js'
 
 export async function aggregatorCommand (_argv: string[]): Promise<void> {
   const config = loadConfig()
   const logger = createLogger(config.logLevel, 'aggregator')
-  const aggregator = new Aggregator({ config, logger })
-  await runRole('aggregator', logger, aggregator)
+  const registry = createRegistry('aggregator')
+  const metrics = aggregatorMetrics(registry, config)
+  const aggregator = new Aggregator({ config, logger, onRun: metrics.onRun })
+  await runRole('aggregator', logger, withMetricsServer(aggregator, { config, registry, logger }))
   logger.info({ files: config.couponFiles, minFiles: config.minFiles, partitions: config.kafkaPartitions }, 'aggregator started')
 }

@@ -1,25 +1,19 @@
-// Bearer-token check of the /admin routes. Both sides are hashed before the timing-safe compare,
-// so neither the content nor the length of the token leaks through response times. Without a
-// configured token every admin request is refused: the admin surface is never open.
-import { createHash, timingSafeEqual } from 'node:crypto'
+// Bearer-token checks of the api's protected routes (src/shared/bearer-token.ts does the compare):
+// /admin with ADMIN_TOKEN, /metrics with METRICS_TOKEN. Without a configured token every request
+// is refused: neither surface is ever open by accident.
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { bearerCheck } from '../shared/bearer-token.js'
 import { HttpError } from './http-errors.js'
 
-function digest (value: string): Buffer {
-  return createHash('sha256').update(value).digest()
+/** An onRequest hook answering 401 (with WWW-Authenticate) unless `allowed` accepts the Authorization header. */
+export function bearerAuth (allowed: (authorization: string | undefined) => boolean, realm: string, message: string) {
+  return async function checkBearerToken (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    if (allowed(request.headers.authorization)) return
+    reply.header('www-authenticate', `Bearer realm="${realm}"`)
+    throw new HttpError(401, message)
+  }
 }
 
-const NO_TOKEN = Buffer.alloc(32)
-const BEARER = /^Bearer +(\S+) *$/i
-
 export function adminAuth (token: string | undefined) {
-  const expected = token === undefined ? null : digest(token)
-  return async function checkAdminToken (request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    const presented = BEARER.exec(request.headers.authorization ?? '')?.[1]
-    // Compare even when a side is missing, so a refusal costs the same whatever its cause.
-    const equal = timingSafeEqual(digest(presented ?? ''), expected ?? NO_TOKEN)
-    if (equal && expected !== null && presented !== undefined) return
-    reply.header('www-authenticate', 'Bearer realm="coupons-admin"')
-    throw new HttpError(401, 'a valid admin bearer token is required')
-  }
+  return bearerAuth(bearerCheck(token), 'coupons-admin', 'a valid admin bearer token is required')
 }

@@ -7,6 +7,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import underPressure from '@fastify/under-pressure'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { Registry } from 'prom-client'
 import type { FlashSale } from '../flash-sale/contract.js'
 import type { Config } from '../shared/config.js'
 import { createLogger, type Logger } from '../shared/logger.js'
@@ -14,9 +15,12 @@ import { HttpError } from './http-errors.js'
 import type { ErrorResponse } from './schemas.js'
 import flashSalePlugin from './plugins/flash-sale.js'
 import ingestRunsPlugin, { type IngestRunsApi } from './plugins/ingest-runs.js'
+import metricsPlugin from './plugins/metrics.js'
+import postgresPlugin from './plugins/postgres.js'
 import redisPlugin from './plugins/redis.js'
 import adminRoutes from './routes/admin.js'
 import couponRoutes from './routes/coupons.js'
+import dashboardRoutes from './routes/dashboard.js'
 import flashSaleRoutes from './routes/flash-sale.js'
 
 export interface BuildAppOptions {
@@ -34,6 +38,8 @@ export interface BuildAppOptions {
   dependencyTimeoutMs?: number
   /** load shedding: a mean event-loop delay above this answers 503 (0 disables) */
   maxEventLoopDelayMs?: number
+  /** the process's Prometheus registry (GET /metrics serves it); default: one of the app's own */
+  metricsRegistry?: Registry
 }
 
 /** Longest path parameter the router accepts; longer codes must still get a clean 400, not a 404. */
@@ -73,7 +79,7 @@ export function buildApp (options: BuildAppOptions) {
       },
       tags: [
         { name: 'coupons', description: 'Used by checkout' },
-        { name: 'admin', description: 'Operators; Authorization: Bearer <ADMIN_TOKEN>' },
+        { name: 'admin', description: 'Operators (the /dashboard page calls these); Authorization: Bearer <ADMIN_TOKEN>' },
         { name: 'flash-sale', description: 'Limited-stock coupons that each user claims once' },
         { name: 'health', description: 'Liveness and load shedding' }
       ],
@@ -84,9 +90,13 @@ export function buildApp (options: BuildAppOptions) {
   })
   app.register(swaggerUi, { routePrefix: '/docs' })
 
+  const dependencyTimeoutMs = options.dependencyTimeoutMs ?? 5000
   app.register(redisPlugin, { url: config.redisUrl, logger, connectWaitMs: options.redisConnectWaitMs })
   app.register(ingestRunsPlugin, { config, logger, ingestRuns: options.ingestRuns })
+  app.register(postgresPlugin, { databaseUrl: config.databaseUrl, logger })
   app.register(flashSalePlugin, { config, logger, flashSale: options.flashSale })
+  // Before every route it measures: its onRoute hook sees only the routes registered after it.
+  app.register(metricsPlugin, { config, logger, registry: options.metricsRegistry, dependencyTimeoutMs })
 
   app.register(underPressure, {
     maxEventLoopDelay: options.maxEventLoopDelayMs ?? 1000,
@@ -109,8 +119,9 @@ export function buildApp (options: BuildAppOptions) {
     rateLimitMax: config.rateLimitMax,
     rateLimitWindowMs: config.rateLimitWindowMs
   })
-  app.register(adminRoutes, { prefix: '/admin', config, dependencyTimeoutMs: options.dependencyTimeoutMs ?? 5000 })
+  app.register(adminRoutes, { prefix: '/admin', config, dependencyTimeoutMs })
   app.register(flashSaleRoutes)
+  app.register(dashboardRoutes)
 
   return app
 }

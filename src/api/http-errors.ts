@@ -1,6 +1,7 @@
 // Errors that carry their HTTP status to the app's one error handler, which alone builds error
 // bodies and sets Retry-After: routes and hooks throw an HttpError and never send an error themselves.
 import { setTimeout as sleep } from 'node:timers/promises'
+import { TYPE_HEALTH_CHECK } from '@fastify/under-pressure'
 
 export class HttpError extends Error {
   readonly statusCode: number
@@ -41,4 +42,23 @@ export async function fromDependency<T> (what: string, timeoutMs: number, call: 
   } finally {
     abort.abort()
   }
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** under-pressure reads a route's own handler here (its types do not declare it) */
+    pressureHandler?: typeof shedOnlyWhenOverloaded
+  }
+}
+
+/** Seconds to wait after a 503 from load shedding, as under-pressure answers for the other routes. */
+export const RETRY_AFTER_OVERLOAD_SECONDS = 5
+
+/**
+ * An under-pressure `pressureHandler` for the routes that do not need Redis (the flash sale,
+ * /metrics): a failing Redis health check lets them through, an overloaded process sheds them.
+ */
+export async function shedOnlyWhenOverloaded (_request: unknown, _reply: unknown, type: string): Promise<void> {
+  if (type === TYPE_HEALTH_CHECK) return
+  throw new HttpError(503, 'the server is overloaded; try again shortly', { retryAfter: RETRY_AFTER_OVERLOAD_SECONDS })
 }

@@ -3,6 +3,7 @@
 // views, their progress, who started them) lives in src/shared/run-contract.ts, shared with the queues.
 import { Type, type Static } from 'typebox'
 import { CODE_SHAPE } from '../shared/code-rule.js'
+import { CouponName, CouponSummary } from '../flash-sale/contract.js'
 import { Nullable, Run, Schedule } from '../shared/run-contract.js'
 
 /** The body of every error answer: Fastify's own shape, so validation errors look alike. */
@@ -69,6 +70,19 @@ export const Status = Type.Object({
   lastSwapAt: Nullable(Type.String({ format: 'date-time', description: 'when the live set was last swapped' })),
   generation: Nullable(Type.String({ description: 'run id of the live set' })),
   validCount: Nullable(Type.Integer({ description: 'codes in the live set' })),
+  swapMs: Nullable(Type.Number({ description: 'how long the last swap took (staging writes plus the atomic step)' })),
+  files: Type.Array(Type.String(), { description: 'the configured COUPON_FILES: what POST /admin/ingest accepts' }),
   queue: Type.Record(Type.String(), Type.Integer(), { description: 'ingest jobs by BullMQ state' }),
   schedule: Schedule
+})
+
+export const FlashSaleCouponsQuery = Type.Object({
+  limit: Type.Integer({ minimum: 1, maximum: 200, default: 50, description: 'coupons per page, in name order' }),
+  after: Type.Optional({ ...CouponName, description: 'the last name of the previous page (its `next`)' })
+})
+export type FlashSaleCouponsQuery = Static<typeof FlashSaleCouponsQuery>
+
+export const FlashSaleCouponList = Type.Object({
+  coupons: Type.Array(CouponSummary),
+  next: Nullable(Type.String({ description: 'pass as `after` for the next page; null on the last one' }))
 })

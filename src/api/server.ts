@@ -4,6 +4,7 @@
 import closeWithGrace from 'close-with-grace'
 import { loadConfig, type Config } from '../shared/config.js'
 import { createLogger, type Logger } from '../shared/logger.js'
+import { createRegistry } from '../shared/metrics.js'
 import { createIngestWorker } from '../queues/ingest-worker.js'
 import { buildApp, type App } from './app.js'
 
@@ -20,9 +21,11 @@ export interface StartApiOptions {
 }
 
 export async function startApi ({ config, logger = createLogger(config.logLevel, 'api') }: StartApiOptions): Promise<ApiServer> {
-  const app = buildApp({ config, logger })
+  // One registry for the process: the app's metrics, the embedded worker's and Node's own.
+  const metricsRegistry = createRegistry('api')
+  const app = buildApp({ config, logger, metricsRegistry })
   await app.ready()
-  const worker = config.ingestWorker ? createIngestWorker({ config, logger }) : null
+  const worker = config.ingestWorker ? createIngestWorker({ config, logger, metricsRegistry }) : null
   if (worker === null) logger.info('INGEST_WORKER=false: ingest jobs run in a separate worker process')
 
   let closing: Promise<void> | undefined

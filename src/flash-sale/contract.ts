@@ -38,6 +38,15 @@ export const FlashCoupon = Type.Object({
 })
 export type FlashCoupon = Static<typeof FlashCoupon>
 
+/** A coupon without its claimants, as the operators' list shows it. */
+export const CouponSummary = Type.Object({
+  name: CouponName,
+  amount: Amount,
+  remaining_amount: Type.Integer({ minimum: 0, description: 'Stock left; never negative' }),
+  created_at: Type.String({ format: 'date-time' })
+})
+export type CouponSummary = Static<typeof CouponSummary>
+
 export const Claimed = Type.Object({
   user_id: UserId,
   coupon_name: CouponName

@@ -7,6 +7,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Partitioners, type Admin, type Consumer, type EachBatchPayload, type Kafka, type KafkaMessage, type Message, type Producer } from 'kafkajs'
 import type { Pool } from 'pg'
+import { Counter, type Registry } from 'prom-client'
 import type { Config } from '../shared/config.js'
 import { CouponsError, isCouponsError } from '../shared/errors.js'
 import { createKafka, ensureTopics } from '../shared/kafka.js'
@@ -61,6 +62,8 @@ export interface FlashSaleConsumerOptions {
   pool?: Pool
   /** called when a Kafka consumer stopped for good (KafkaJS gave up): the process should exit */
   onFatal?: (err: unknown) => void
+  /** where to count the requests handled (METRICS_PORT serves it); default: not counted */
+  metricsRegistry?: Registry
 }
 
 export class FlashSaleConsumer {
@@ -70,6 +73,7 @@ export class FlashSaleConsumer {
   readonly #ownPool: boolean
   readonly #pool: Pool
   readonly #onFatal: (err: unknown) => void
+  readonly #handled: Counter<'kind' | 'outcome'> | null
   #kafka: Kafka | null = null
   #admin: Admin | null = null
   #producer: Producer | null = null
@@ -85,6 +89,14 @@ export class FlashSaleConsumer {
     this.#ownPool = options.pool === undefined
     this.#pool = options.pool ?? createPool(options.config.databaseUrl, 'flash-sale', this.#logger)
     this.#onFatal = options.onFatal ?? (() => {})
+    this.#handled = options.metricsRegistry === undefined
+      ? null
+      : new Counter({
+        name: 'coupons_flash_sale_consumer_requests_total',
+        help: 'Flash-sale requests handled by the consumer, by kind and outcome (the reply\'s status, failed, retried or dead-lettered)',
+        labelNames: ['kind', 'outcome'],
+        registers: [options.metricsRegistry]
+      })
   }
 
   async start (): Promise<void> {
@@ -256,6 +268,7 @@ export class FlashSaleConsumer {
       const error = err as CouponsError
       this.#logger.error({ err, topic, offset: message.offset }, 'dead-lettering an unreadable flash-sale request')
       outputs.push(this.#deadLetter(kind, topic, message, Number.isInteger(attempt) ? attempt : 1, error))
+      this.#handled?.inc({ kind, outcome: 'dead-lettered' })
       // Answer the caller if the headers say who it is: it should not wait for its timeout.
       if (correlationId !== undefined && replyTo?.startsWith(this.#topics.replyPrefix) === true) {
         outputs.push(replyOutput(replyTo, correlationId, failure(error)))
@@ -266,6 +279,7 @@ export class FlashSaleConsumer {
 
   #reply<K extends RequestKind> (request: Request<K>, value: ReplyValue[K], outputs: Output[]): void {
     const output = replyOutput(request.replyTo, request.correlationId, value)
+    this.#handled?.inc({ kind: request.kind, outcome: value.status })
     if ((output.message.value as Buffer).length > MAX_REPLY_BYTES) {
       // A coupon read with tens of thousands of claimants: Kafka would refuse the record, and a
       // send that always fails would stall the partition. The caller gets a failure instead.
@@ -303,9 +317,11 @@ export class FlashSaleConsumer {
           [HEADERS.errorMessage]: error.message
         }
         outputs.push({ topic: this.#topics.retry(request.kind), message: { key: couponNameOf(request.kind, request.value), value: request.message.value, headers } })
+        this.#handled?.inc({ kind: request.kind, outcome: 'retried' })
         continue
       }
       outputs.push(this.#deadLetter(request.kind, topic, request.message, request.attempt, error, marked))
+      this.#handled?.inc({ kind: request.kind, outcome: 'dead-lettered' })
       if (request.deadline === null || request.deadline > Date.now()) {
         const told = outcomeUnknown && error.code !== 'FLASH_SALE_OUTCOME_UNKNOWN'
           ? new CouponsError('FLASH_SALE_OUTCOME_UNKNOWN', `an earlier attempt may have been applied; the last one failed: ${error.code}: ${error.message}`)

@@ -7,7 +7,7 @@ import { runner } from 'node-pg-migrate'
 import { DatabaseError, type Pool, type PoolClient } from 'pg'
 import { CouponsError, isCouponsError } from '../shared/errors.js'
 import type { Logger } from '../shared/logger.js'
-import type { ClaimOutcome, CreateOutcome, FlashCoupon, GetOutcome } from './contract.js'
+import type { ClaimOutcome, CouponSummary, CreateOutcome, FlashCoupon, GetOutcome } from './contract.js'
 
 /** The numbered SQL migrations: `migrations/` at the top of the repository (and of the image). */
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url))
@@ -74,6 +74,30 @@ const GET_COUPON = `
 export async function getCoupon (pool: Pool, name: string): Promise<GetOutcome> {
   const { rows } = await run(pool, 'reading a coupon', async (client) => client.query<FlashCoupon>(GET_COUPON, [name]))
   return rows.length === 0 ? { status: 'not-found' } : { status: 'found', coupon: rows[0] }
+}
+
+// Keyset pagination by name: a page costs the same wherever it starts.
+const LIST_COUPONS = `
+  SELECT name, amount, remaining_amount, created_at FROM coupons
+  WHERE $2::text IS NULL OR name > $2::text
+  ORDER BY name
+  LIMIT $1`
+
+/** 42P01: the tables are not there yet (the flash-sale consumer migrates them when it first starts). */
+const UNDEFINED_TABLE = '42P01'
+
+/**
+ * A page of coupons in name order, after the name `after` (for the operators' dashboard). No
+ * coupon table yet (nothing was ever migrated) reads as no coupons.
+ */
+export async function listCoupons (pool: Pool, limit: number, after: string | null): Promise<CouponSummary[]> {
+  try {
+    const { rows } = await run(pool, 'listing coupons', async (client) => client.query<CouponSummary & { created_at: Date }>(LIST_COUPONS, [limit, after]))
+    return rows.map((row) => ({ ...row, created_at: row.created_at.toISOString() }))
+  } catch (err) {
+    if (isCouponsError(err) && err.cause instanceof DatabaseError && err.cause.code === UNDEFINED_TABLE) return []
+    throw err
+  }
 }
 
 // One atomic statement. The coupon's row lock (FOR UPDATE) is taken first and serialises the

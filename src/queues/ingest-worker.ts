@@ -5,6 +5,7 @@
 import { extname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { FlowProducer, Worker, type Job } from 'bullmq'
+import type { Registry } from 'prom-client'
 import type { Config } from '../shared/config.js'
 import { createKafka } from '../shared/kafka.js'
 import type { Logger } from '../shared/logger.js'
@@ -14,6 +15,7 @@ import {
   FILES_QUEUE, LOCK_DURATION_MS, RUNS_QUEUE, RUN_JOB, SANDBOX_CONFIG_ENV, STALLED_INTERVAL_MS, START_RUN_JOB,
   type FileJobResult, type RunJobData, type StartRunJobData
 } from './ingest-jobs.js'
+import { IngestMetrics } from './ingest-metrics.js'
 import { startRun } from './ingest-runs.js'
 
 /**
@@ -29,17 +31,21 @@ export const SANDBOX_INHERITED_ENV = ['PATH', 'HOME', 'TMPDIR', 'TZ', 'LANG', 'N
 
 /**
  * The whole environment of a sandboxed child. Its configuration arrives as JSON without the admin
- * token and the flash sale's DATABASE_URL (which may hold a password), and the host's other variables (ADMIN_TOKEN itself, credentials of whatever else runs in
- * the host) are not passed on: a file job has no use for them.
+ * and metrics tokens and the flash sale's DATABASE_URL (which may hold a password), and the host's
+ * other variables (ADMIN_TOKEN itself, credentials of whatever else runs in the host) are not
+ * passed on: a file job has no use for them.
  */
 export function sandboxEnv (config: Config, env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  const { adminToken: _adminToken, databaseUrl: _databaseUrl, ...sandboxConfig } = config
+  const { adminToken: _adminToken, metricsToken: _metricsToken, databaseUrl: _databaseUrl, ...sandboxConfig } = config
   const inherited = SANDBOX_INHERITED_ENV.filter((name) => env[name] !== undefined).map((name) => [name, env[name]])
   return { ...Object.fromEntries(inherited), [SANDBOX_CONFIG_ENV]: JSON.stringify(sandboxConfig) }
 }
 
-/** A BullMQ worker whose processor runs sandboxed (file work never blocks the caller's event loop). */
-export function createIngestWorker (options: { config: Config, logger: Logger }): { close (): Promise<void> } {
+/**
+ * A BullMQ worker whose processor runs sandboxed (file work never blocks the caller's event loop).
+ * With a registry, the ingest's metrics (bytes, codes, per-file progress) are kept in it.
+ */
+export function createIngestWorker (options: { config: Config, logger: Logger, metricsRegistry?: Registry }): { close (): Promise<void> } {
   const { config } = options
   const logger = options.logger.child({ component: 'ingest-worker' })
   const { bullPrefix: prefix } = redisKeys(config.redisPrefix)
@@ -58,6 +64,8 @@ export function createIngestWorker (options: { config: Config, logger: Logger })
     lockDuration: LOCK_DURATION_MS,
     stalledInterval: STALLED_INTERVAL_MS
   })
+
+  if (options.metricsRegistry !== undefined) new IngestMetrics(options.metricsRegistry).watch(files)
 
   const runs = new Worker<RunJobData | StartRunJobData>(RUNS_QUEUE, async (job: Job<RunJobData | StartRunJobData>) => {
     if (job.name === START_RUN_JOB) {

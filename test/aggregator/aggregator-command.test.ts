@@ -9,6 +9,8 @@ import { generateCoupons } from '../../src/gen/generate-coupons.js'
 import { META, RUN_RESULT } from '../../src/shared/redis-keys.js'
 import type { RunPhase } from '../../src/aggregator/run-phases.js'
 import { ingestRun, liveSet, runResult, setupPipeline, spawnAggregator, waitFor, type Pipeline } from '../helpers/aggregator-fixtures.js'
+import { freePort } from '../helpers/api-env.js'
+import { sampleValue } from '../helpers/metrics-text.js'
 
 const FILES = ['couponbase1.gz', 'couponbase2.gz', 'couponbase3.gz']
 const PAUSE_POINTS: RunPhase[] = ['reading', 'staging', 'after-exec']
@@ -98,3 +100,28 @@ for (const point of PAUSE_POINTS) {
     t.equal(await restarted.exited, 0)
   })
 }
+
+t.test('with METRICS_PORT, `coupons aggregator` serves its metrics to a scrape with METRICS_TOKEN, and they count a run', async (t) => {
+  const pipeline = await setupPipeline(t, 'agg-metrics-port')
+  const key = await generateCoupons({ outDir: pipeline.dir, scale: 0.001, seed: 22 })
+  const port = await freePort()
+  const token = 'test-metrics-token-0123456789abcdef'
+  const aggregator = spawnAggregator(t, { ...pipeline, env: { ...pipeline.env, METRICS_PORT: String(port), METRICS_TOKEN: token } })
+  const served = await aggregator.waitForLog('metrics served')
+  t.equal(served.url, `http://127.0.0.1:${port}/metrics`)
+  await aggregator.waitForLog('aggregator started')
+  t.equal((await fetch(`http://127.0.0.1:${port}/metrics`)).status, 401, 'no token: refused')
+
+  const { runId } = await ingestRun(pipeline, FILES)
+  t.equal((await runResult(pipeline, runId)).state, 'applied')
+  const text = await waitFor('the run in the metrics', async () => {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text()
+    return sampleValue(text, 'coupons_aggregation_runs_total', { outcome: 'applied' }) === 1 ? text : null
+  })
+  t.equal(sampleValue(text, 'coupons_aggregation_phase_duration_seconds_count', { phase: 'total', role: 'aggregator' }), 1)
+  t.equal(sampleValue(text, 'coupons_valid_set_codes', { set: pipeline.keys.valid }), key.valid.length)
+  t.ok((sampleValue(text, 'process_resident_memory_bytes') ?? 0) > 0, "and the process's own metrics")
+
+  t.equal(await aggregator.stop(), 0, 'SIGTERM closes the aggregator and its metrics server cleanly')
+  await t.rejects(fetch(`http://127.0.0.1:${port}/metrics`), 'the metrics port is closed')
+})

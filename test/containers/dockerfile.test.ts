@@ -71,3 +71,11 @@ t.test('.dockerignore keeps data, secrets and local builds out of the context', 
     t.ok(ignored.includes(entry), `ignores ${entry}`)
   }
 })
+
+t.test('the build ships the dashboard page where the compiled route looks for it', async (t) => {
+  const pkg = JSON.parse(await read('package.json'))
+  t.match(pkg.scripts.build, /cpSync\('src\/api\/dashboard', 'dist\/api\/dashboard'/, 'npm run build copies the page beside the compiled code (the image copies dist/)')
+  // dist/api/routes/dashboard.js resolves ../dashboard/, as src/api/routes/dashboard.ts does.
+  t.equal(new URL('../dashboard/', 'file:///app/dist/api/routes/dashboard.js').pathname, '/app/dist/api/dashboard/')
+  for (const file of ['index.html', 'dashboard.js', 'dashboard.css']) t.ok(await read(`src/api/dashboard/${file}`), file)
+})

@@ -3,6 +3,7 @@
 // harmless, dead-letters what it cannot read at once, and retries transient failures a bounded
 // number of times before dead-lettering them and telling the caller.
 import { randomUUID } from 'node:crypto'
+import type { Registry } from 'prom-client'
 import t, { type Test } from 'tap'
 import { FlashSaleConsumer } from '../../src/flash-sale/flash-sale-consumer.js'
 import { FlashSaleRequester } from '../../src/flash-sale/flash-sale-requester.js'
@@ -11,10 +12,12 @@ import type { Config } from '../../src/shared/config.js'
 import { claimCoupons } from '../../src/flash-sale/store.js'
 import { isCouponsError } from '../../src/shared/errors.js'
 import { CuttableProxy, flashSaleEnv, readTopic, throughProxy, waitFor } from '../helpers/event-driven-env.js'
+import { createRegistry } from '../../src/shared/metrics.js'
+import { sampleValue } from '../helpers/metrics-text.js'
 import { silentLogger } from '../helpers/test-env.js'
 
-async function startConsumer (t: Test, config: Config): Promise<FlashSaleConsumer> {
-  const consumer = new FlashSaleConsumer({ config, logger: silentLogger })
+async function startConsumer (t: Test, config: Config, metricsRegistry?: Registry): Promise<FlashSaleConsumer> {
+  const consumer = new FlashSaleConsumer({ config, logger: silentLogger, metricsRegistry })
   t.teardown(() => consumer.close())
   await consumer.start()
   return consumer
@@ -33,9 +36,10 @@ async function counts (pool: import('pg').Pool, name: string): Promise<{ remaini
   return { remaining: coupon.rows[0]?.remaining_amount ?? null, claims: Number(claims.rows[0].claims), users: Number(claims.rows[0].users) }
 }
 
-t.test('applies creates, claims and reads, and replies to each', async (t) => {
+t.test('applies creates, claims and reads, replies to each, and counts them by outcome', async (t) => {
   const { config } = await flashSaleEnv(t, 'fsc-basic')
-  await startConsumer(t, config)
+  const registry = createRegistry('flash-sale', { processMetrics: false })
+  await startConsumer(t, config, registry)
   const requester = await startRequester(t, config)
 
   const created = await requester.create({ name: 'PROMO', amount: 2 })
@@ -48,6 +52,12 @@ t.test('applies creates, claims and reads, and replies to each', async (t) => {
   t.same(await requester.claim({ user_id: 'u1', coupon_name: 'NOPE' }), { status: 'not-found' })
   t.same(await requester.get('PROMO'), { status: 'found', coupon: { name: 'PROMO', amount: 2, remaining_amount: 0, claimed_by: ['u1', 'u2'] } })
   t.same(await requester.get('NOPE'), { status: 'not-found' })
+
+  const text = await registry.metrics()
+  const handled = (kind: string, outcome: string): number | undefined => sampleValue(text, 'coupons_flash_sale_consumer_requests_total', { kind, outcome })
+  t.same([handled('create', 'created'), handled('create', 'exists')], [1, 1])
+  t.same([handled('claim', 'claimed'), handled('claim', 'already-claimed'), handled('claim', 'sold-out'), handled('claim', 'not-found')], [2, 1, 1, 1])
+  t.same([handled('get', 'found'), handled('get', 'not-found')], [1, 1])
 })
 
 t.test('a burst of claims on one coupon: stock never oversold, nobody twice', async (t) => {

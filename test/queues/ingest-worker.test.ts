@@ -232,12 +232,13 @@ t.test('a sandboxed child sees neither ADMIN_TOKEN nor the host\'s other variabl
   }
 })
 
-t.test('sandboxEnv passes the config without the admin token or the database URL, and only the allowed variables', async (t) => {
-  const config = testConfig('sandboxenv', { ADMIN_TOKEN: 'sandbox-test-admin-token-0123456789', DATABASE_URL: 'postgres://coupons:s3cret@db:5432/coupons' })
+t.test('sandboxEnv passes the config without the admin and metrics tokens or the database URL, and only the allowed variables', async (t) => {
+  const config = testConfig('sandboxenv', { ADMIN_TOKEN: 'sandbox-test-admin-token-0123456789', METRICS_TOKEN: 'sandbox-test-metrics-token-0123456789', DATABASE_URL: 'postgres://coupons:s3cret@db:5432/coupons' })
   const env = sandboxEnv(config, { PATH: '/usr/bin', ADMIN_TOKEN: 'sandbox-test-admin-token-0123456789', AWS_SECRET_ACCESS_KEY: 'x', TZ: 'UTC' })
   t.same(Object.keys(env).sort(), [SANDBOX_CONFIG_ENV, 'PATH', 'TZ'].sort())
   const passed = JSON.parse(env[SANDBOX_CONFIG_ENV]!)
   t.notOk('adminToken' in passed, 'no adminToken in the config')
+  t.notOk('metricsToken' in passed, 'no metricsToken in the config')
   t.notOk('databaseUrl' in passed, 'no databaseUrl in the config')
-  t.same(passed, JSON.parse(JSON.stringify({ ...config, adminToken: undefined, databaseUrl: undefined })), 'everything else of the config')
+  t.same(passed, JSON.parse(JSON.stringify({ ...config, adminToken: undefined, metricsToken: undefined, databaseUrl: undefined })), 'everything else of the config')
 })

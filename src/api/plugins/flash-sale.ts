@@ -7,7 +7,6 @@ import { FlashSaleRequester } from '../../flash-sale/flash-sale-requester.js'
 import type { FlashSale } from '../../flash-sale/contract.js'
 import type { Config } from '../../shared/config.js'
 import type { Logger } from '../../shared/logger.js'
-import postgresPlugin from './postgres.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -33,7 +32,7 @@ export default fp<FlashSalePluginOptions>(async (fastify, options) => {
     fastify.decorate('flashSale', options.flashSale)
     return
   }
-  const owned = options.config.eventDrivenEnabled ? eventDriven(options) : await direct(fastify, options)
+  const owned = options.config.eventDrivenEnabled ? eventDriven(options) : direct(fastify, options)
   fastify.decorate('flashSale', owned)
   fastify.addHook('onReady', async () => {
     // A dependency down at start-up must not keep the api from serving its other routes; the
@@ -43,11 +42,10 @@ export default fp<FlashSalePluginOptions>(async (fastify, options) => {
     })
   })
   fastify.addHook('onClose', async () => { await owned.close?.() })
-}, { name: 'flash-sale' })
+}, { name: 'flash-sale', dependencies: ['postgres'] })
 
-/** Direct mode: this app's own pool (closed with the app) and the migrations at start-up. */
-async function direct (fastify: FastifyInstance, options: FlashSalePluginOptions): Promise<OwnedFlashSale> {
-  await fastify.register(postgresPlugin, { databaseUrl: options.config.databaseUrl, logger: options.logger })
+/** Direct mode: the app's pool (the postgres plugin's) and the migrations at start-up. */
+function direct (fastify: FastifyInstance, options: FlashSalePluginOptions): OwnedFlashSale {
   return new DirectFlashSale({ pool: fastify.pg, logger: options.logger })
 }
 

@@ -1,4 +1,5 @@
-// The api's PostgreSQL pool (flash sale, direct mode): made here, decorated on the app, ended with it.
+// The api's PostgreSQL pool (the flash sale in direct mode, the operators' coupon list in both
+// modes): made here, decorated on the app, ended with it. It connects on its first query only.
 import fp from 'fastify-plugin'
 import type { Pool } from 'pg'
 import type { Logger } from '../../shared/logger.js'

@@ -1,13 +1,14 @@
 // The operator's routes under /admin (DESIGN section 7): start a run, follow its files, see the
-// live set and the schedule. Every route is behind the bearer token.
+// live set and the schedule, list the flash-sale coupons. Every route is behind the bearer token.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { listCoupons } from '../../flash-sale/store.js'
 import { checkRunFiles, type Config } from '../../shared/config.js'
 import { isCouponsError } from '../../shared/errors.js'
 import { META, redisKeys } from '../../shared/redis-keys.js'
 import { adminAuth } from '../admin-auth.js'
 import { fromDependency, HttpError } from '../http-errors.js'
 import { Run, StartedRun } from '../../shared/run-contract.js'
-import { IngestBody, RunList, RunParams, RunsQuery, Status, errors } from '../schemas.js'
+import { FlashSaleCouponList, FlashSaleCouponsQuery, IngestBody, RunList, RunParams, RunsQuery, Status, errors } from '../schemas.js'
 
 export interface AdminRoutesOptions {
   config: Config
@@ -87,13 +88,31 @@ const adminRoutes: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (fastif
       fastify.ingestRuns.schedule()
     ]))
     const validCount = meta[META.validCount]
+    const swapMs = meta[META.swapMs]
     return {
       lastSwapAt: meta[META.lastSwapAt] ?? null,
       generation: meta[META.generation] ?? null,
       validCount: validCount === undefined ? null : Number(validCount),
+      swapMs: swapMs === undefined ? null : Number(swapMs),
+      files: config.couponFiles,
       queue,
       schedule
     }
+  })
+
+  fastify.get('/flash-sale/coupons', {
+    schema: {
+      tags: ['admin'],
+      summary: 'Flash-sale coupons with their stock, a page at a time in name order',
+      description: 'Read from PostgreSQL in both modes (a read applies nothing, so it need not go through the consumer). Empty until the first coupon is created.',
+      security,
+      querystring: FlashSaleCouponsQuery,
+      response: { 200: FlashSaleCouponList, ...errors(400, 401, 500, 503) }
+    }
+  }, async (request) => {
+    const { limit, after } = request.query
+    const coupons = await fromDependency('PostgreSQL', dependencyTimeoutMs, () => listCoupons(fastify.pg, limit, after ?? null))
+    return { coupons, next: coupons.length === limit ? coupons[limit - 1].name : null }
   })
 }
 

@@ -22,6 +22,7 @@ const WARN_INTERVAL_MS = 10_000
 
 const couponRoutes: FastifyPluginAsyncTypebox<CouponRoutesOptions> = async (fastify, options) => {
   const validSet = new ValidSet(fastify.redis, options.redisPrefix)
+  const lookups = fastify.metrics.lookups
   let lastWarnedAt = 0
 
   fastify.get('/coupons/:code', {
@@ -43,11 +44,15 @@ const couponRoutes: FastifyPluginAsyncTypebox<CouponRoutesOptions> = async (fast
     }
   }, async (request, reply) => {
     const code = request.params.code.trim()
-    if (!isCodeShape(code)) throw new HttpError(400, `a code is ${CODE_SHAPE}`)
+    if (!isCodeShape(code)) {
+      lookups.malformed++
+      throw new HttpError(400, `a code is ${CODE_SHAPE}`)
+    }
     let lookup
     try {
       lookup = await validSet.lookup(code)
     } catch (err) {
+      lookups.unavailable++
       // During an outage every request fails alike: one line per interval, not one per request.
       if (Date.now() - lastWarnedAt > WARN_INTERVAL_MS) {
         lastWarnedAt = Date.now()
@@ -56,10 +61,15 @@ const couponRoutes: FastifyPluginAsyncTypebox<CouponRoutesOptions> = async (fast
       throw new HttpError(503, 'the valid set cannot be read right now', { cause: err, retryAfter: RETRY_AFTER_OUTAGE_SECONDS, log: false })
     }
     switch (lookup) {
-      case 'valid': return reply.code(200).send({ code, valid: true })
-      // Not an error: the answer checkout asked for ("well formed, not valid").
-      case 'invalid': return reply.code(404).send({ code, valid: false })
+      case 'valid':
+        lookups.valid++
+        return reply.code(200).send({ code, valid: true })
+      case 'invalid':
+        lookups.invalid++
+        // Not an error: the answer checkout asked for ("well formed, not valid").
+        return reply.code(404).send({ code, valid: false })
       case 'unpublished':
+        lookups.unavailable++
         throw new HttpError(503, 'no valid set has been published yet', { retryAfter: RETRY_AFTER_UNPUBLISHED_SECONDS, log: false })
     }
   })

@@ -3,17 +3,14 @@
 // code says whether the request may still have been applied (OUTCOME_UNKNOWN) or surely was not
 // (UNAVAILABLE), never a hang and never internals.
 import { TypeBoxValidatorCompiler, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { TYPE_HEALTH_CHECK } from '@fastify/under-pressure'
-import { ClaimCouponBody, Claimed, CouponNameParams, CreateCouponBody, FlashCoupon } from '../../flash-sale/contract.js'
+import type { FastifyInstance } from 'fastify'
+import { ClaimCouponBody, Claimed, CouponNameParams, CreateCouponBody, FlashCoupon, type RequestKind } from '../../flash-sale/contract.js'
 import { isCouponsError } from '../../shared/errors.js'
-import { HttpError } from '../http-errors.js'
+import { HttpError, shedOnlyWhenOverloaded } from '../http-errors.js'
 import { ErrorResponse } from '../schemas.js'
 
 /** Seconds a client should wait after a 503: a flash sale does not last long. */
 export const RETRY_AFTER_SECONDS = 2
-
-/** Seconds to wait after a 503 from load shedding, as under-pressure answers for the other routes. */
-export const RETRY_AFTER_OVERLOAD_SECONDS = 5
 
 const error = (description: string) => ({ ...ErrorResponse, description })
 
@@ -22,10 +19,7 @@ const error = (description: string) => ({ ...ErrorResponse, description })
  * not take it down (its own dependency failures answer 503 by themselves). An overloaded process
  * still sheds these routes like every other.
  */
-async function pressureHandler (_request: unknown, _reply: unknown, type: string): Promise<void> {
-  if (type === TYPE_HEALTH_CHECK) return
-  throw new HttpError(503, 'the server is overloaded; try again shortly', { retryAfter: RETRY_AFTER_OVERLOAD_SECONDS })
-}
+const pressureHandler = shedOnlyWhenOverloaded
 
 const responses = {
   400: error('Malformed request: a body or name that does not match the schema (no extra fields, no type conversion)'),
@@ -54,7 +48,7 @@ const flashSaleRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     }
   }, async (request, reply) => {
     const { name } = request.body
-    const outcome = await fromFlashSale(async () => fastify.flashSale.create(request.body), {
+    const outcome = await fromFlashSale(fastify, 'create', async () => fastify.flashSale.create(request.body), {
       unknown: `the coupon may still be created: check GET /api/coupons/${name} before creating it again`
     })
     if (outcome.status === 'exists') throw new HttpError(409, `a coupon named "${name}" exists`, { code: 'COUPON_EXISTS' })
@@ -78,7 +72,7 @@ const flashSaleRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     }
   }, async (request, reply) => {
     const { user_id: userId, coupon_name: couponName } = request.body
-    const outcome = await fromFlashSale(async () => fastify.flashSale.claim(request.body), {
+    const outcome = await fromFlashSale(fastify, 'claim', async () => fastify.flashSale.claim(request.body), {
       unknown: `the claim may still be applied: check GET /api/coupons/${couponName} and look for "${userId}" in claimed_by (claiming again is safe: it is never counted twice)`
     })
     switch (outcome.status) {
@@ -104,7 +98,7 @@ const flashSaleRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     }
   }, async (request, reply) => {
     // Reading applies nothing: its only failure is UNAVAILABLE.
-    const outcome = await fromFlashSale(async () => fastify.flashSale.get(request.params.name), {})
+    const outcome = await fromFlashSale(fastify, 'get', async () => fastify.flashSale.get(request.params.name), {})
     if (outcome.status === 'not-found') throw notFound(request.params.name)
     return reply.code(200).send(outcome.coupon)
   })
@@ -115,20 +109,25 @@ function notFound (name: string): HttpError {
 }
 
 /**
- * Runs a flash-sale call; its dependency failures become 503s. `unknown` is the message for a
- * request that may have been applied; without it (reads) every failure is UNAVAILABLE. Anything
- * else is unexpected: a 500, logged, its details hidden.
+ * Runs a flash-sale call and counts its outcome; its dependency failures become 503s. `unknown` is
+ * the message for a request that may have been applied; without it (reads) every failure is
+ * UNAVAILABLE. Anything else is unexpected: a 500, logged, its details hidden.
  */
-async function fromFlashSale<T> (call: () => Promise<T>, messages: { unknown?: string }): Promise<T> {
+async function fromFlashSale<T extends { status: string }> (fastify: FastifyInstance, kind: RequestKind, call: () => Promise<T>, messages: { unknown?: string }): Promise<T> {
   try {
-    return await call()
+    const outcome = await call()
+    fastify.metrics.flashSaleRequest(kind, outcome.status)
+    return outcome
   } catch (err) {
     if (isCouponsError(err, 'FLASH_SALE_OUTCOME_UNKNOWN') && messages.unknown !== undefined) {
+      fastify.metrics.flashSaleRequest(kind, 'outcome-unknown')
       throw new HttpError(503, messages.unknown, { cause: err, retryAfter: RETRY_AFTER_SECONDS, code: 'OUTCOME_UNKNOWN' })
     }
     if (isCouponsError(err, 'FLASH_SALE_OUTCOME_UNKNOWN') || isCouponsError(err, 'FLASH_SALE_UNAVAILABLE')) {
+      fastify.metrics.flashSaleRequest(kind, 'unavailable')
       throw new HttpError(503, 'the flash sale cannot answer right now; nothing was applied', { cause: err, retryAfter: RETRY_AFTER_SECONDS, code: 'UNAVAILABLE' })
     }
+    fastify.metrics.flashSaleRequest(kind, 'error')
     throw err
   }
 }

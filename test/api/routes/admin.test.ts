@@ -2,6 +2,7 @@ import { Writable } from 'node:stream'
 import { pino } from 'pino'
 import t from 'tap'
 import { ADMIN_TOKEN, freePort, publishSet, testApp, ThrowawayRedis } from '../../helpers/api-env.js'
+import { testSchema } from '../../helpers/postgres-env.js'
 import { deleteTopics, testKafka } from '../../helpers/test-env.js'
 
 const auth = { authorization: `Bearer ${ADMIN_TOKEN}` }
@@ -12,6 +13,8 @@ const ROUTES = [
   { method: 'GET', url: '/admin/runs/20250101T000000000Z-00000000' },
   { method: 'GET', url: '/admin/status' }
 ] as const
+/** Every admin route: the ones above use Redis, this one PostgreSQL. */
+const ALL_ROUTES = [...ROUTES, { method: 'GET', url: '/admin/flash-sale/coupons' }] as const
 
 t.test('missing, wrong and almost-right tokens get 401 on every admin route', async (t) => {
   const { app } = await testApp(t)
@@ -30,7 +33,7 @@ t.test('missing, wrong and almost-right tokens get 401 on every admin route', as
     ['different case', { authorization: `Bearer ${ADMIN_TOKEN.toUpperCase()}` }],
     ['two tokens', { authorization: `Bearer ${ADMIN_TOKEN} ${ADMIN_TOKEN}` }]
   ]
-  for (const route of ROUTES) {
+  for (const route of ALL_ROUTES) {
     for (const [label, header] of headers) {
       const res = await app.inject({ ...route, headers: header })
       t.equal(res.statusCode, 401, `${route.method} ${route.url}: ${label}`)
@@ -45,7 +48,7 @@ t.test('without ADMIN_TOKEN every admin request is refused and a warning is logg
   const logger = pino({ level: 'warn' }, new Writable({ write (chunk, _encoding, done) { lines.push(String(chunk)); done() } }))
   const { app } = await testApp(t, { ADMIN_TOKEN: undefined }, { logger })
   t.ok(lines.some((line) => /ADMIN_TOKEN is not set/.test(line)), 'warns at start')
-  for (const route of ROUTES) {
+  for (const route of ALL_ROUTES) {
     for (const authorization of [`Bearer ${ADMIN_TOKEN}`, 'Bearer ', 'Bearer undefined', 'Bearer null', '']) {
       const res = await app.inject({ ...route, headers: { authorization } })
       t.equal(res.statusCode, 401, `${route.method} ${route.url} with "${authorization}"`)
@@ -132,12 +135,14 @@ t.test('GET /admin/status shows the live set and the daily schedule', async (t) 
 
   const before = await app.inject({ method: 'GET', url: '/admin/status', headers: auth })
   t.equal(before.statusCode, 200)
-  t.match(before.json(), { lastSwapAt: null, generation: null, validCount: null })
+  t.match(before.json(), { lastSwapAt: null, generation: null, validCount: null, swapMs: null })
+  t.same(before.json().files, config.couponFiles, 'the configured files, for the dashboard to choose from')
 
   await publishSet(redis, config.redisPrefix, ['HAPPYHRS', 'FIFTYOFF'], '20250101T030000000Z-0a0b0c0d')
   const after = (await app.inject({ method: 'GET', url: '/admin/status', headers: auth })).json()
   t.equal(after.generation, '20250101T030000000Z-0a0b0c0d')
   t.equal(after.validCount, 2)
+  t.equal(after.swapMs, 1)
   t.ok(Date.parse(after.lastSwapAt) > 0, 'lastSwapAt is a date')
   t.equal(after.schedule.pattern, '0 3 * * *')
   t.equal(after.schedule.tz, 'Europe/Paris')
@@ -160,4 +165,51 @@ t.test('admin routes answer 503 with Retry-After when Redis is down', async (t) 
     t.equal(res.json().error, 'Service Unavailable')
     t.notMatch(res.body, /ECONNREFUSED|Stream|ioredis|at /, 'no internals')
   }
+})
+
+t.test('GET /admin/flash-sale/coupons lists the coupons with their stock, a page at a time in name order', async (t) => {
+  const { pool, databaseUrl } = await testSchema(t)
+  const { app } = await testApp(t, { DATABASE_URL: databaseUrl })
+  const list = async (query: string) => {
+    const res = await app.inject({ method: 'GET', url: `/admin/flash-sale/coupons${query}`, headers: auth })
+    t.equal(res.statusCode, 200, query)
+    return res.json()
+  }
+  t.same(await list(''), { coupons: [], next: null }, 'none yet')
+
+  for (const [name, amount] of [['PROMO_B', 10], ['PROMO_A', 5], ['PROMO_C', 1]] as const) {
+    await pool.query('INSERT INTO coupons (name, amount, remaining_amount) VALUES ($1, $2, $2)', [name, amount])
+  }
+  await pool.query("UPDATE coupons SET remaining_amount = 3 WHERE name = 'PROMO_B'")
+  const all = await list('')
+  t.same(all.coupons.map(({ created_at: createdAt, ...rest }: { created_at: string }) => { t.ok(Date.parse(createdAt) > 0); return rest }), [
+    { name: 'PROMO_A', amount: 5, remaining_amount: 5 },
+    { name: 'PROMO_B', amount: 10, remaining_amount: 3 },
+    { name: 'PROMO_C', amount: 1, remaining_amount: 1 }
+  ])
+  t.equal(all.next, null, 'one page holds them all')
+
+  const first = await list('?limit=2')
+  t.same(first.coupons.map((c: { name: string }) => c.name), ['PROMO_A', 'PROMO_B'])
+  t.equal(first.next, 'PROMO_B')
+  const second = await list(`?limit=2&after=${first.next}`)
+  t.same(second.coupons.map((c: { name: string }) => c.name), ['PROMO_C'])
+  t.equal(second.next, null)
+  for (const query of ['?limit=0', '?limit=201', '?after=a%20b']) {
+    t.equal((await app.inject({ method: 'GET', url: `/admin/flash-sale/coupons${query}`, headers: auth })).statusCode, 400, query)
+  }
+})
+
+t.test('GET /admin/flash-sale/coupons is an empty list before the flash-sale tables exist, and 503 when PostgreSQL is down', async (t) => {
+  const { databaseUrl } = await testSchema(t, { migrated: false })
+  const { app } = await testApp(t, { DATABASE_URL: databaseUrl })
+  const res = await app.inject({ method: 'GET', url: '/admin/flash-sale/coupons', headers: auth })
+  t.equal(res.statusCode, 200)
+  t.same(res.json(), { coupons: [], next: null })
+
+  const down = (await testApp(t, { DATABASE_URL: `postgres://postgres@127.0.0.1:${await freePort()}/coupons` })).app
+  const refused = await down.inject({ method: 'GET', url: '/admin/flash-sale/coupons', headers: auth })
+  t.equal(refused.statusCode, 503)
+  t.equal(refused.headers['retry-after'], '5')
+  t.notMatch(refused.body, /ECONNREFUSED|at /, 'no internals')
 })

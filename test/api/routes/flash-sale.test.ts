@@ -1,6 +1,7 @@
 import type { Pool } from 'pg'
 import t from 'tap'
-import { RETRY_AFTER_OVERLOAD_SECONDS, RETRY_AFTER_SECONDS } from '../../../src/api/routes/flash-sale.js'
+import { RETRY_AFTER_OVERLOAD_SECONDS } from '../../../src/api/http-errors.js'
+import { RETRY_AFTER_SECONDS } from '../../../src/api/routes/flash-sale.js'
 import type { App } from '../../../src/api/app.js'
 import { freePort, testApp } from '../../helpers/api-env.js'
 import { TEST_DATABASE_URL, testSchema } from '../../helpers/postgres-env.js'
