@@ -12,6 +12,7 @@ import t, { type Test } from 'tap'
 import { startApi } from '../../src/api/server.js'
 import { generateCoupons } from '../../src/gen/generate-coupons.js'
 import { createLogger } from '../../src/shared/logger.js'
+import type { Run } from '../../src/shared/run-contract.js'
 import { startAggregator, setupPipeline } from '../helpers/aggregator-fixtures.js'
 import { ADMIN_TOKEN } from '../helpers/api-env.js'
 import { sampleValue } from '../helpers/metrics-text.js'
@@ -129,10 +130,16 @@ t.test('the dashboard: sign in, start a run, watch its bars reach 100 % and the 
     }
     // Not asserted: how many in-between values a poll catches depends on the machine's speed.
     t.comment(`bar values seen: ${[...seen].sort((a, b) => a - b).join(', ')}`)
+    const view = await (await fetch(`${base}/admin/runs/${runId}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json() as Run
     for (const file of pipeline.config.couponFiles) {
       const row = run.locator(`[data-file="${file}"]`)
       t.match(await row.locator('.state').textContent(), /^completed · 100\.0 %$/, `${file} completed at 100 %`)
       t.match(await row.locator('.figures').textContent(), /MB of .* MB · [\d,]+ codes · done/, `${file} shows bytes and codes`)
+      const applied = view.files.find((entry) => entry.file === file)?.appliedSegmentId
+      t.match(applied, /^\d{8}T\d{9}Z-[0-9a-f]{8}$/, `${file}: the run view names its applied segment`)
+      // The same run view that showed "Applied" names the segments, so they are on the page already.
+      t.equal(await row.locator('.segment').textContent(), `Applied segment ${applied}`, `${file} shows the segment the swap used`)
+      t.equal(await row.locator('.attempts').count(), 0, `${file}: one attempt, so no retry is listed`)
     }
     t.match(await run.locator('.outcome').textContent(), new RegExp(`^Applied .*: ${key.valid.length} valid codes, swap \\d+ ms$`))
 

@@ -135,6 +135,14 @@ function fileRow (run, file, now) {
     }
     row.append(el('div', figures.join(' · '), { class: 'figures' }))
   }
+  if (file.appliedSegmentId !== null) row.append(el('div', `Applied segment ${file.appliedSegmentId}`, { class: 'segment' }))
+  if (file.state === 'stalled') row.append(el('div', 'Stalled: its worker died; a live worker retries it at its next stalled-job check', { class: 'reason' }))
+  // Earlier attempts that did not finish, so a retried file says why it was retried.
+  const earlier = file.attempts.filter((attempt) => attempt.outcome === 'failed' || attempt.outcome === 'interrupted')
+  if (earlier.length > 0) {
+    const attempts = earlier.map((attempt) => `#${attempt.attempt} ${attempt.outcome}${attempt.error === null ? '' : `: ${attempt.error}`}`)
+    row.append(el('div', `Attempts: ${file.attempts.length} (${attempts.join('; ')})`, { class: 'attempts' }))
+  }
   if (file.failedReason !== null) row.append(el('div', `Failed: ${file.failedReason}`, { class: 'reason' }))
   return row
 }
