@@ -39,7 +39,7 @@ export const EnvSchema = Type.Object({
   FLASH_SALE_REPLY_TIMEOUT_MS: Type.Integer({ default: 3000, minimum: 100, maximum: 60_000, description: 'How long the api waits for the flash-sale consumer\'s reply before answering 503' }),
   FLASH_SALE_MAX_ATTEMPTS: Type.Integer({ default: 5, minimum: 1, maximum: 20, description: 'Attempts of a flash-sale request on transient PostgreSQL failures before it goes to the dead-letter topic' }),
   FLASH_SALE_RETRY_DELAY_MS: Type.Integer({ default: 500, minimum: 10, maximum: 60_000, description: 'First retry delay of a flash-sale request; doubles with each attempt' }),
-  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16, description: 'Bearer token Prometheus sends to GET /metrics (the api\'s and each METRICS_PORT server\'s); a token of its own, so a scraper cannot start runs. When unset, /metrics refuses every request unless METRICS_PUBLIC=true' })),
+  METRICS_TOKEN: Type.Optional(Type.Union([Type.Literal(''), Type.String({ minLength: 16 })], { description: 'Bearer token (16+ characters) Prometheus sends to GET /metrics (the api\'s and each METRICS_PORT server\'s); a token of its own, so a scraper cannot start runs. When unset or empty, /metrics refuses every request unless METRICS_PUBLIC=true' })),
   METRICS_PUBLIC: Type.Boolean({ default: false, description: 'Serve /metrics without a token (only where the port is reachable from the monitoring network alone); METRICS_TOKEN, when set, still wins' }),
   METRICS_PORT: Type.Integer({ default: 0, minimum: 0, maximum: 65535, description: 'Port of the /metrics server of the roles without an HTTP api (aggregator, worker, flash-sale), on HOST; 0: none (the api serves /metrics on PORT)' }),
   LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)), { default: 'info', description: 'pino level of every process (KafkaJS logs follow it)' })
@@ -126,7 +126,8 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     flashSaleReplyTimeoutMs: raw.FLASH_SALE_REPLY_TIMEOUT_MS,
     flashSaleMaxAttempts: raw.FLASH_SALE_MAX_ATTEMPTS,
     flashSaleRetryDelayMs: raw.FLASH_SALE_RETRY_DELAY_MS,
-    metricsToken: raw.METRICS_TOKEN,
+    // Empty is unset: compose passes `${METRICS_TOKEN:-}` through whether or not the operator set one.
+    metricsToken: raw.METRICS_TOKEN === '' ? undefined : raw.METRICS_TOKEN,
     metricsPublic: raw.METRICS_PUBLIC,
     metricsPort: raw.METRICS_PORT,
     logLevel: raw.LOG_LEVEL

@@ -90,6 +90,20 @@ t.test('every app service runs one image with a command of the CLI and variables
   t.equal(services.api.environment?.INGEST_WORKER, 'false', 'the api leaves ingest to the worker service')
 })
 
+t.test('every role can be scraped: the api on its port, the others on METRICS_PORT inside the network, one METRICS_TOKEN', async (t) => {
+  const { services } = await composeFile()
+  for (const name of ['api', 'worker', 'aggregator', 'flash-sale']) {
+    t.equal(services[name].environment?.METRICS_TOKEN, '$' + '{METRICS_TOKEN:-}', `${name}: METRICS_TOKEN is passed through (empty: /metrics closed)`)
+  }
+  for (const name of ['worker', 'aggregator', 'flash-sale']) {
+    const config = loadConfig(Object.fromEntries(Object.entries(services[name].environment ?? {}).map(([key, value]) => [key, interpolate(String(value))])))
+    t.equal(config.metricsPort, 9464, `${name}: a /metrics server on 9464`)
+    t.equal(config.host, '0.0.0.0', `${name}: reachable from the other containers`)
+    t.equal(config.metricsToken, undefined, `${name}: without METRICS_TOKEN set, no token (closed), not an empty one`)
+    t.notOk((services[name] as { ports?: unknown }).ports, `${name}: not published on the host`)
+  }
+})
+
 t.test('the worker reads the data folder read-only at COUPON_DATA_DIR', async (t) => {
   const { services } = await composeFile()
   const worker = services.worker
