@@ -4,71 +4,30 @@
 // completes once per file: one manifest per file, the answer key published, and the run view
 // naming the segments that were applied. Then a file overwritten while it is read fails its run
 // with INGEST_FILE_CHANGED and leaves the live set alone.
-import { randomBytes } from 'node:crypto'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
-import { Redis } from 'ioredis'
 import t from 'tap'
-import { startRole, type RoleProcess } from '../../scripts/lib/role-process.js'
 import { waitFor } from '../../scripts/lib/wait-for.js'
 import { generateCoupons } from '../../src/gen/generate-coupons.js'
 import { LOCK_DURATION_MS } from '../../src/queues/ingest-jobs.js'
 import { IngestRuns } from '../../src/queues/ingest-runs.js'
-import { loadConfig } from '../../src/shared/config.js'
 import { topicNames } from '../../src/shared/kafka.js'
 import type { Run, RunResult } from '../../src/shared/run-contract.js'
-import { freePort } from '../helpers/api-env.js'
 import { readManifests } from '../helpers/ingest-read.js'
 import { descendants, isRunning } from '../helpers/process-tree.js'
-import { deleteRedisPrefix, deleteTopics, silentLogger, testKafka, uniqueName } from '../helpers/test-env.js'
+import { roleStack } from '../helpers/role-stack.js'
+import { silentLogger, testKafka } from '../helpers/test-env.js'
 
 t.test('an api killed during a run leaves no process behind, and its restart completes the run once per file', { skip: process.platform !== 'linux' && 'reads /proc' }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'coupons-kill-'))
   // Large enough that the three files take seconds to ingest, so the kill lands in the middle.
   const key = await generateCoupons({ outDir: dir, scale: 0.04, seed: 12 })
-  const name = uniqueName('kill')
-  const token = randomBytes(24).toString('hex')
-  const port = await freePort()
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    REDIS_PREFIX: `${name}:`,
-    KAFKA_TOPIC_PREFIX: `${name}.`,
-    KAFKA_PARTITIONS: '4',
-    COUPON_DATA_DIR: dir,
-    ADMIN_TOKEN: token,
-    INGEST_CRON: 'off',
-    INGEST_CONCURRENCY: '3',
-    RATE_LIMIT_MAX: '0',
-    LOG_LEVEL: 'warn'
-  }
-  const config = loadConfig(env)
+  const { config, base, auth, start } = await roleStack(t, 'kill', dir, { INGEST_CONCURRENCY: '3' })
   const kafka = testKafka(config)
-  const base = `http://127.0.0.1:${port}`
-  const auth = { authorization: `Bearer ${token}` }
-
-  const logs: string[] = []
-  const roles: RoleProcess[] = []
-  const start = (role: string): RoleProcess => {
-    const started = startRole(role, [], env, ['ignore', 'pipe', 'pipe'])
-    for (const stream of [started.child.stdout!, started.child.stderr!]) stream.on('data', (chunk: Buffer) => logs.push(`[${role}] ${chunk.toString()}`))
-    roles.push(started)
-    return started
-  }
-  const redis = new Redis(config.redisUrl)
   const runs = new IngestRuns({ config, logger: silentLogger })
-  t.teardown(async () => {
-    await Promise.all(roles.map((role) => role.stop()))
-    if (t.passing() === false) t.comment(logs.join('').slice(-8000))
-    await runs.close()
-    await deleteTopics(kafka, config.kafkaTopicPrefix)
-    await deleteRedisPrefix(redis, config.redisPrefix)
-    redis.disconnect()
-    await rm(dir, { recursive: true, force: true })
-  })
+  t.teardown(() => runs.close())
 
   const getRun = async (runId: string): Promise<Run | undefined> => {
     const response = await fetch(`${base}/admin/runs/${runId}`, { headers: auth })

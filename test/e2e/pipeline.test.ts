@@ -2,21 +2,16 @@
 // and Redis), driven only through HTTP. What checkout sees after a run must be exactly the answer
 // key; a second run that re-ingests one changed file moves the set, with the API answering
 // throughout.
-import { randomBytes } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gunzipSync, gzipSync } from 'node:zlib'
-import { Redis } from 'ioredis'
 import t from 'tap'
-import { startRole, type RoleProcess } from '../../scripts/lib/role-process.js'
 import { waitFor } from '../../scripts/lib/wait-for.js'
 import { generateCoupons } from '../../src/gen/generate-coupons.js'
-import { loadConfig } from '../../src/shared/config.js'
 import type { RunResult } from '../../src/shared/run-contract.js'
-import { freePort } from '../helpers/api-env.js'
-import { deleteRedisPrefix, deleteTopics, testKafka, uniqueName } from '../helpers/test-env.js'
+import { roleStack } from '../helpers/role-stack.js'
 import { REAL_VALID } from '../helpers/real-codes.js'
 
 const REAL_INVALID = ['SUPER100', 'MOODYHRS', 'HAPPYHOURS', 'BUYGETONE', 'OVER900000', 'happyhrs']
@@ -30,42 +25,8 @@ async function readAll (path: string): Promise<Buffer> {
 t.test('the pipeline publishes exactly the answer key, and a re-ingest of one file moves it', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'coupons-e2e-'))
   const key = await generateCoupons({ outDir: dir, scale: 0.0005, seed: 11 })
-  const name = uniqueName('e2e')
-  const token = randomBytes(24).toString('hex')
-  const port = await freePort()
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    REDIS_PREFIX: `${name}:`,
-    KAFKA_TOPIC_PREFIX: `${name}.`,
-    KAFKA_PARTITIONS: '4',
-    COUPON_DATA_DIR: dir,
-    ADMIN_TOKEN: token,
-    INGEST_CRON: 'off',
-    RATE_LIMIT_MAX: '0',
-    LOG_LEVEL: 'warn'
-  }
-  const config = loadConfig(env)
-  const base = `http://127.0.0.1:${port}`
-  const auth = { authorization: `Bearer ${token}` }
-
-  const logs: string[] = []
-  const roles: RoleProcess[] = ['aggregator', 'api'].map((role) => {
-    const process_ = startRole(role, [], env, ['ignore', 'pipe', 'pipe'])
-    for (const stream of [process_.child.stdout!, process_.child.stderr!]) stream.on('data', (chunk: Buffer) => logs.push(`[${role}] ${chunk.toString()}`))
-    return process_
-  })
-  const redis = new Redis(config.redisUrl)
-  t.teardown(async () => {
-    const codes = await Promise.all(roles.map((role) => role.stop()))
-    if (t.passing() === false) t.comment(logs.join('').slice(-8000))
-    t.comment(`processes exited with ${codes.join(', ')}`)
-    await deleteTopics(testKafka(config), config.kafkaTopicPrefix)
-    await deleteRedisPrefix(redis, config.redisPrefix)
-    redis.disconnect()
-    await rm(dir, { recursive: true, force: true })
-  })
+  const { base, auth, start } = await roleStack(t, 'e2e', dir)
+  for (const role of ['aggregator', 'api']) start(role)
 
   const coupon = async (code: string): Promise<number> => (await fetch(`${base}/coupons/${encodeURIComponent(code)}`)).status
   const startRun = async (body: object): Promise<string> => {
