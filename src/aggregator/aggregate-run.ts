@@ -52,6 +52,7 @@ export async function aggregateRun (options: AggregateRunOptions): Promise<RunSt
     fileIndex: fileIndex.get(manifest.file) as number,
     topic: manifest.topic,
     segmentId: manifest.segmentId,
+    recordFormat: manifest.recordFormat,
     range: manifest.partitions.find((range) => range.partition === partition) ?? { partition, firstOffset: null, lastOffset: null, records: 0, codes: 0 }
   }))
   const expectedCodes = (partition: number): number => readsOf(partition).reduce((sum, read) => sum + read.range.codes, 0)

@@ -10,8 +10,8 @@ import { CouponsError, isCouponsError } from '../shared/errors.js'
 import { ensureTopics, topicNames } from '../shared/kafka.js'
 import type { Logger } from '../shared/logger.js'
 import type { IngestProgress } from '../shared/run-contract.js'
-import { SEGMENT_HEADER, encodeSegmentsRecord, newRunId, type PartitionRange, type SegmentManifest } from '../shared/segments.js'
-import { PartitionRecords, type PackedRecord } from './partition-records.js'
+import { SEGMENT_HEADER, encodeSegmentsRecord, newRunId, type PartitionRange, type RecordFormat, type SegmentManifest } from '../shared/segments.js'
+import { PartitionRecords, RECORD_BYTES, type PackedRecord } from './partition-records.js'
 import { openGzip, type GzipFile } from './read-gzip.js'
 
 export type { IngestProgress }
@@ -35,6 +35,8 @@ export interface ProduceFileOptions {
    * this production no longer owns its work (a lost lock), and the segment is abandoned unpublished.
    */
   fence?: () => Promise<void>
+  /** how the data records hold the codes (named in the manifest); default `packed` */
+  recordFormat?: RecordFormat
 }
 
 /**
@@ -73,7 +75,7 @@ export async function produceFile (options: ProduceFileOptions): Promise<Segment
       await producer.connect()
     })
     sender = new RecordSender(producer, file, topic, segmentId, partitions)
-    const records = new PartitionRecords(partitions)
+    const records = new PartitionRecords(partitions, RECORD_BYTES, options.recordFormat ?? 'packed')
     const scanner = new CodeScanner()
     const started = performance.now()
     onProgress?.(progressOf(gzip, scanner))
@@ -99,6 +101,7 @@ export async function produceFile (options: ProduceFileOptions): Promise<Segment
       fileBytes: gzip.bytesTotal,
       sha256: gzip.sha256(),
       fileIdentity: gzip.identity,
+      recordFormat: records.format,
       lines: scanner.lines,
       codes: scanner.codes,
       producedAt: new Date().toISOString(),
