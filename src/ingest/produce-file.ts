@@ -40,10 +40,16 @@ export interface ProduceFileOptions {
 }
 
 /**
- * Records are sent in requests of about this many bytes. Below Kafka's 1 MB message.max.bytes even
- * when every record goes to one partition (one record batch per partition and request).
+ * Records are sent in requests of about this many bytes: with one request on the wire at a time
+ * (see RecordSender), a request's round trip is paid once per SEND_BYTES, so they are large.
  */
-const SEND_BYTES = 512 * 1024
+const SEND_BYTES = 4 << 20
+/**
+ * ...but a request's records of one partition form one record batch, which must stay below Kafka's
+ * 1 MB message.max.bytes whatever the spread of the codes: a request leaves as soon as one
+ * partition has this many bytes waiting.
+ */
+const PARTITION_SEND_BYTES = 12 * RECORD_BYTES
 const PROGRESS_INTERVAL_MS = 250
 
 /** Streams one gz file into its topic; writes and returns the manifest only after every record is acked. */
@@ -82,7 +88,7 @@ export async function produceFile (options: ProduceFileOptions): Promise<Segment
     let reportedAt = started
     for await (const chunk of gzip) {
       scanner.push(chunk, records.onCode)
-      if (records.fullBytes >= SEND_BYTES) await sender.send(records.takeFull())
+      if (records.fullBytes >= SEND_BYTES || records.fullBytesMax >= PARTITION_SEND_BYTES) await sender.send(records.takeFull())
       if (performance.now() - reportedAt >= PROGRESS_INTERVAL_MS) {
         reportedAt = performance.now()
         onProgress?.(progressOf(gzip, scanner))
@@ -155,7 +161,8 @@ interface AckedRange {
 /**
  * Sends produce requests with one request on the wire at a time: concurrent send() calls on an
  * idempotent KafkaJS producer can fail with OUT_OF_ORDER_SEQUENCE_NUMBER (tulios/kafkajs#598; seen
- * here too), and memory stays bounded. Reading and scanning the next request's codes still overlap
+ * here too) or even lose records silently (tulios/kafkajs#1005), and memory stays bounded; requests
+ * are large instead (SEND_BYTES). Reading and scanning the next request's codes still overlap
  * with the request in flight.
  *
  * It owns what the broker acknowledged: per partition the first and last offset, the records and

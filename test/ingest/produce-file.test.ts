@@ -120,6 +120,17 @@ t.test('the lines format, asked for, writes the codes as text records and says s
   t.same(records.flatMap((r) => r.value.toString('latin1').split('\n')).sort(), ['AAAAAAAA', 'BBBBBBBBB', 'CCCCCCCCCC'], 'codes joined by LF')
 })
 
+t.test('codes that all go to one partition leave in record batches below Kafka\'s 1 MB limit', async (t) => {
+  const { dir, config: base, kafka } = await setup(t, 'one-partition')
+  const config = { ...base, kafkaPartitions: 1 }
+  await generateCoupons({ outDir: dir, scale: 0.002, seed: 5 })
+  const file = 'couponbase1.gz'
+  const manifest = await produceFile({ config, kafka, logger, file, runId: newRunId() })
+  t.ok(manifest.codes * 8 > 1 << 20, `${manifest.codes} codes: more than 1 MB of packed records for the one partition`)
+  const records = await readTopic(kafka, topicNames(config).data(file))
+  t.same(codesOfSegment(records, manifest, 1), expectedCodes(join(dir, file), 1).perPartition, 'every code, once')
+})
+
 t.test('a gzip of nothing is a valid segment with zero codes', async (t) => {
   const { dir, config, kafka } = await setup(t, 'empty')
   const file = 'couponbase2.gz'
