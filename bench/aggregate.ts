@@ -116,7 +116,7 @@ async function aggregate (): Promise<void> {
       `  valid codes: ${stats.validCount} (${matches ? 'matches' : 'DOES NOT MATCH'} answers.json)`,
       `  total: ${seconds.toFixed(2)} s, ${Math.round(stats.codesRead / seconds).toLocaleString('en')} codes/s`,
       `  phases (ms, summed over partitions): read ${stats.ms.read}, decide ${stats.ms.decide}, stage ${stats.ms.stage}, swap ${stats.ms.swap}, cleanup ${stats.ms.cleanup}`,
-      `  partition state buffer: ${mb(stats.stateBytes)} (largest partition: ${Math.round(stats.stateBytes / 8).toLocaleString('en')} codes)`,
+      `  partition state buffers: ${mb(stats.stateBytes)} (two of the largest partition: ${Math.round(stats.stateBytes / 16).toLocaleString('en')} codes)`,
       `  peak RSS: ${mb(rss)}`
     ].join('\n'))
     // Figures from a wrong answer are worthless: fail the benchmark, like bench:e2e does.
