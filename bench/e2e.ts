@@ -166,7 +166,7 @@ try {
     '',
     `throughput request → swap: ${(totalCodes / (swapped / 1000) / 1e6).toFixed(2)}M codes/s, ${(totalGz / 2 ** 20 / (swapped / 1000)).toFixed(1)} MiB/s gzipped (floor: ${(totalCodes / (floorMs / 1000) / 1e6).toFixed(2)}M codes/s); pipeline/floor = ${(swapped / floorMs).toFixed(1)}×`,
     `swap itself: ${result.swapMs} ms; valid codes published: ${result.validCount}; answer-key mismatches: ${wrong}`,
-    `peak RSS: aggregator ${peakMb[0].toFixed(0)} MiB, api + worker sandboxes ${peakMb[1].toFixed(0)} MiB, floor scanners ${floor.map((f) => f.peakRssMb.toFixed(0)).join(' / ')} MiB`,
+    `peak RSS: aggregator ${peakMb[0].toFixed(0)} MiB, api + worker sandboxes ${peakMb[1].toFixed(0)} MiB (largest sandbox ${peaks[1].peakChildMb().toFixed(0)} MiB), floor scanners ${floor.map((f) => f.peakRssMb.toFixed(0)).join(' / ')} MiB`,
     `Kafka disk for this run's topics after the swap: ${Number.isNaN(kafkaBytes) ? 'n/a (broker data not under .data/kafka)' : `${mb(kafkaBytes)} MiB`}`,
     ...(latency.length === 0
       ? []
