@@ -1,8 +1,9 @@
-// `npm run bench:aggregate -- --scale 0.1 [--partitions 8] [--seed 1]`
+// `npm run bench:aggregate -- --scale 0.1 [--partitions 8] [--seed 1] [--format packed|lines]`
 //
 // Aggregates already-produced generated files: the files are generated under data/bench-<scale>/
 // (data/scale-1/ is used as is for --scale 1) and produced into Kafka once, under topics named
-// bench-<scale>-p<partitions>.*; later runs reuse them (the manifests are kept beside the files).
+// bench-<scale>-p<partitions>-<format>.*; later runs reuse them (the manifests are kept beside the
+// files). --format picks the records' format, so both can be compared on the same files.
 // The aggregation itself runs in a fresh child process so that its peak RSS is its own, with a
 // fresh Redis prefix, and prints codes/s, the time of each phase and the peak RSS.
 import { spawn } from 'node:child_process'
@@ -18,7 +19,7 @@ import { loadConfig, type Config } from '../src/shared/config.js'
 import { createKafka, ensureTopics, topicNames } from '../src/shared/kafka.js'
 import { createLogger } from '../src/shared/logger.js'
 import { createRedis } from '../src/shared/redis.js'
-import { newRunId, type SegmentManifest } from '../src/shared/segments.js'
+import { RECORD_FORMATS, newRunId, type RecordFormat, type SegmentManifest } from '../src/shared/segments.js'
 import { aggregateRun } from '../src/aggregator/aggregate-run.js'
 import { ValidSetSwap } from '../src/aggregator/valid-set-swap.js'
 import { benchData, benchDataDir } from './lib/bench-data.js'
@@ -28,18 +29,21 @@ const { values } = parseArgs({
     scale: { type: 'string', default: '0.1' },
     partitions: { type: 'string', default: '8' },
     seed: { type: 'string', default: '1' },
+    format: { type: 'string', default: 'packed' },
     child: { type: 'boolean', default: false }
   }
 })
 const scale = Number(values.scale)
 const partitions = Number(values.partitions)
 const dataDir = benchDataDir(scale)
-const manifestsPath = join(dataDir, `manifests-p${partitions}.json`)
+const format = values.format as RecordFormat
+if (!RECORD_FORMATS.includes(format)) throw new Error(`--format is one of ${RECORD_FORMATS.join(', ')}`)
+const manifestsPath = join(dataDir, `manifests-p${partitions}-${format}.json`)
 const config: Config = loadConfig({
   ...process.env,
   COUPON_DATA_DIR: dataDir,
   KAFKA_PARTITIONS: String(partitions),
-  KAFKA_TOPIC_PREFIX: `bench-${values.scale}-p${partitions}.`,
+  KAFKA_TOPIC_PREFIX: `bench-${values.scale}-p${partitions}-${format}.`,
   REDIS_PREFIX: `bench-aggregate-${randomBytes(4).toString('hex')}:`,
   LOG_LEVEL: process.env.LOG_LEVEL ?? 'fatal'
 })
@@ -75,7 +79,7 @@ async function prepare (): Promise<void> {
     console.log(`reusing the produced segments of ${dataDir} (${manifestsPath})`)
     return
   }
-  console.log(`producing ${config.couponFiles.join(', ')} into Kafka (${partitions} partitions) ...`)
+  console.log(`producing ${config.couponFiles.join(', ')} into Kafka (${partitions} partitions, ${format} records) ...`)
   const kafka = createKafka(config, logger, 'bench-aggregate')
   // Created once up front: three produceFile calls creating the same topics at once race.
   const admin = kafka.admin()
@@ -85,7 +89,7 @@ async function prepare (): Promise<void> {
   await admin.disconnect()
   const runId = newRunId()
   const started = performance.now()
-  const manifests = await Promise.all(config.couponFiles.map((file) => produceFile({ config, kafka, logger, file, runId })))
+  const manifests = await Promise.all(config.couponFiles.map((file) => produceFile({ config, kafka, logger, file, runId, recordFormat: format })))
   console.log(`produced in ${((performance.now() - started) / 1000).toFixed(1)} s`)
   await writeFile(manifestsPath, JSON.stringify(manifests, null, 2))
 }
@@ -108,11 +112,11 @@ async function aggregate (): Promise<void> {
     const seconds = stats.ms.total / 1000
     const matches = live.join() === key.valid.join()
     console.log([
-      `aggregated ${stats.codesRead.toLocaleString('en')} codes from ${manifests.length} files, ${partitions} partitions, MIN_FILES=${config.minFiles}`,
+      `aggregated ${stats.codesRead.toLocaleString('en')} codes from ${manifests.length} files (${format} records), ${partitions} partitions, MIN_FILES=${config.minFiles}`,
       `  valid codes: ${stats.validCount} (${matches ? 'matches' : 'DOES NOT MATCH'} answers.json)`,
       `  total: ${seconds.toFixed(2)} s, ${Math.round(stats.codesRead / seconds).toLocaleString('en')} codes/s`,
       `  phases (ms, summed over partitions): read ${stats.ms.read}, decide ${stats.ms.decide}, stage ${stats.ms.stage}, swap ${stats.ms.swap}, cleanup ${stats.ms.cleanup}`,
-      `  partition state buffer: ${mb(stats.stateBytes)} (largest partition: ${Math.round(stats.stateBytes / 8).toLocaleString('en')} codes)`,
+      `  partition state buffers: ${mb(stats.stateBytes)} (two of the largest partition: ${Math.round(stats.stateBytes / 16).toLocaleString('en')} codes)`,
       `  peak RSS: ${mb(rss)}`
     ].join('\n'))
     // Figures from a wrong answer are worthless: fail the benchmark, like bench:e2e does.
@@ -128,7 +132,7 @@ if (values.child) {
   await aggregate()
 } else {
   await prepare()
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/aggregate.ts', '--child', '--scale', values.scale, '--partitions', values.partitions, '--seed', values.seed], { stdio: 'inherit' })
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/aggregate.ts', '--child', '--scale', values.scale, '--partitions', values.partitions, '--seed', values.seed, '--format', format], { stdio: 'inherit' })
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
   process.exitCode = code ?? 1
 }

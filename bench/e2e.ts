@@ -1,8 +1,12 @@
-// `npm run bench:e2e -- --scale S [--partitions P] [--keep]`: the whole pipeline through the real
-// processes (api with its embedded worker, aggregator), from POST /admin/ingest to the swap, on
-// files of S times the real size (generated once, see bench/lib/bench-data.ts), and in the same
-// run the floor: decompressing and scanning the three files in parallel without Kafka. Prints
+// `npm run bench:e2e -- --scale S [--partitions P] [--rate R] [--keep]`: the whole pipeline through
+// the real processes (api with its embedded worker, aggregator), from POST /admin/ingest to the
+// swap, on files of S times the real size (generated once, see bench/lib/bench-data.ts), and in the
+// same run the floor: decompressing and scanning the three files in parallel without Kafka. Prints
 // figures; asserts nothing about time, but checks the published set against the answer key.
+//
+// Meanwhile a steady load of R requests/s (default 1000; 0: none) on GET /coupons/:code, against a
+// previously published set (seeded before the run, as yesterday's set would be), gives the latency
+// checkout sees before the run, during the ingest, during the aggregation and around the swap.
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, openSync } from 'node:fs'
@@ -18,9 +22,11 @@ import { loadConfig } from '../src/shared/config.js'
 import { createKafka } from '../src/shared/kafka.js'
 import { createLogger } from '../src/shared/logger.js'
 import type { Run, StartedRun } from '../src/shared/run-contract.js'
+import { META, redisKeys } from '../src/shared/redis-keys.js'
 import { benchData } from './lib/bench-data.js'
 import { trackPeakRss } from './lib/process-tree.js'
 import { scanFloorInChild } from './lib/scan-floor.js'
+import { SteadyLoad, type WindowFigures } from './lib/steady-load.js'
 
 const run = promisify(execFile)
 const { values } = parseArgs({
@@ -28,6 +34,9 @@ const { values } = parseArgs({
     scale: { type: 'string', default: '0.01' },
     partitions: { type: 'string', default: '8' },
     port: { type: 'string', default: '3917' },
+    rate: { type: 'string', default: '1000' },
+    connections: { type: 'string', default: '10' },
+    before: { type: 'string', default: '10' },
     keep: { type: 'boolean', default: false }
   }
 })
@@ -35,6 +44,12 @@ const scale = Number(values.scale)
 const KAFKA_DATA = '.data/kafka'
 const mb = (bytes: number): string => (bytes / 2 ** 20).toFixed(0)
 const s = (ms: number): string => (ms / 1000).toFixed(1)
+const rate = Number(values.rate)
+/** seconds either side of the swap in the "around the swap" window */
+const AROUND_SWAP_S = 2
+const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'
+const randomCode = (): string => Array.from(randomBytes(8 + randomBytes(1)[0] % 3), (byte) => ALPHABET[byte % ALPHABET.length]).join('')
+const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
 // 1. Data: generated once per scale, then reused.
 const { dir: dataDir, key } = await benchData(scale)
@@ -73,9 +88,24 @@ const roles = ['aggregator', 'api'].map((role) => {
 })
 const peaks = roles.map((role) => trackPeakRss(role.child.pid!))
 const redis = new Redis(config.redisUrl)
+let load: SteadyLoad | null = null
 
 try {
+  // Yesterday's set: 100,000 codes and the answer key's valid codes (which stay valid after the swap).
+  const keys = redisKeys(config.redisPrefix)
+  const seeded = Array.from({ length: 100_000 }, randomCode).filter((code) => !key.decoys.includes(code))
+  for (let i = 0; i < seeded.length; i += 10_000) await redis.sadd(keys.valid, ...seeded.slice(i, i + 10_000))
+  await redis.sadd(keys.valid, ...key.valid)
+  await redis.hset(keys.meta, { [META.generation]: 'bench-seed', [META.lastSwapAt]: new Date().toISOString(), [META.validCount]: String(seeded.length + key.valid.length) })
+
   await waitFor('the api', async () => ((await fetch(`${base}/health`)).ok ? true : undefined), 60_000)
+  const loadStarted = Date.now()
+  if (rate > 0) {
+    // A third each: valid codes (200), codes of the seeded set that the swap retires, fresh codes (404).
+    const paths = Array.from({ length: 3000 }, (_, i) => `/coupons/${[key.valid[i % key.valid.length], seeded[i], randomCode()][i % 3]}`)
+    load = new SteadyLoad(base, paths, rate, Number(values.connections))
+    await sleep(Number(values.before) * 1000)
+  }
   const requested = Date.now()
   const response = await fetch(`${base}/admin/ingest`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: '{}' })
   if (response.status !== 202) throw new Error(`POST /admin/ingest answered ${response.status}: ${await response.text()}`)
@@ -97,6 +127,21 @@ try {
   const swapped = Date.now() - requested
   if (result.state !== 'applied') throw new Error(`the run ended as ${result.state}: ${result.error}`)
   const peakMb = peaks.map((peak) => peak.stop())
+  const swapAt = Date.parse(await redis.hget(keys.meta, META.lastSwapAt) ?? '')
+  let latency: WindowFigures[] = []
+  if (load !== null) {
+    await sleep(Math.max(0, swapAt + AROUND_SWAP_S * 1000 - Date.now()))
+    await load.stop()
+    const ingestEnd = requested + ingestDone
+    latency = [
+      { label: 'before the run (same load)', from: loadStarted, to: requested },
+      { label: 'during the ingest', from: requested, to: ingestEnd },
+      { label: 'during the aggregation', from: ingestEnd, to: swapAt },
+      { label: `around the swap (±${AROUND_SWAP_S} s)`, from: swapAt - AROUND_SWAP_S * 1000, to: swapAt + AROUND_SWAP_S * 1000 },
+      { label: 'whole run (request → swap)', from: requested, to: swapAt }
+    ].map((window) => (load as SteadyLoad).figures(window))
+    load = null
+  }
 
   // The published set must be the answer key.
   let wrong = 0
@@ -121,12 +166,25 @@ try {
     '',
     `throughput request → swap: ${(totalCodes / (swapped / 1000) / 1e6).toFixed(2)}M codes/s, ${(totalGz / 2 ** 20 / (swapped / 1000)).toFixed(1)} MiB/s gzipped (floor: ${(totalCodes / (floorMs / 1000) / 1e6).toFixed(2)}M codes/s); pipeline/floor = ${(swapped / floorMs).toFixed(1)}×`,
     `swap itself: ${result.swapMs} ms; valid codes published: ${result.validCount}; answer-key mismatches: ${wrong}`,
-    `peak RSS: aggregator ${peakMb[0].toFixed(0)} MiB, api + worker sandboxes ${peakMb[1].toFixed(0)} MiB, floor scanners ${floor.map((f) => f.peakRssMb.toFixed(0)).join(' / ')} MiB`,
-    `Kafka disk for this run's topics after the swap: ${Number.isNaN(kafkaBytes) ? 'n/a (broker data not under .data/kafka)' : `${mb(kafkaBytes)} MiB`}`
+    `peak RSS: aggregator ${peakMb[0].toFixed(0)} MiB, api + worker sandboxes ${peakMb[1].toFixed(0)} MiB (largest sandbox ${peaks[1].peakChildMb().toFixed(0)} MiB), floor scanners ${floor.map((f) => f.peakRssMb.toFixed(0)).join(' / ')} MiB`,
+    `Kafka disk for this run's topics after the swap: ${Number.isNaN(kafkaBytes) ? 'n/a (broker data not under .data/kafka)' : `${mb(kafkaBytes)} MiB`}`,
+    ...(latency.length === 0
+      ? []
+      : [
+          '',
+          `latency of GET /coupons/:code under a steady ${rate} requests/s (${values.connections} connections):`,
+          '',
+          '| window | seconds | requests | p50 | p99 | max | not 200/404 | statuses |',
+          '| --- | --- | --- | --- | --- | --- | --- | --- |',
+          ...latency.map((f) => `| ${f.label} | ${f.seconds.toFixed(1)} | ${f.requests} | ${f.p50.toFixed(1)} ms | ${f.p99.toFixed(1)} ms | ${f.max.toFixed(0)} ms | ${f.unexpected} | ${f.statuses} |`),
+          '',
+          `p99 during the run / before: ${(latency[4].p99 / latency[0].p99).toFixed(2)}×; around the swap / before: ${(latency[3].p99 / latency[0].p99).toFixed(2)}×`
+        ])
   ]
   console.log(lines.join('\n'))
   if (wrong > 0) process.exitCode = 1
 } finally {
+  await load?.stop()
   await Promise.all(roles.map((role) => role.stop()))
   if (!values.keep) {
     await deleteTopics(createKafka(config, createLogger('error', 'bench'), 'bench-e2e'), config.kafkaTopicPrefix)

@@ -1,4 +1,4 @@
-// `npm run bench:ingest -- --scale 0.1 [--file couponbase2.gz] [--partitions 8]`: produces ONE
+// `npm run bench:ingest -- --scale 0.1 [--file couponbase2.gz] [--partitions 8] [--format packed|lines]`: produces ONE
 // generated file to a fresh topic prefix and prints its speed, then in the same run on the same
 // file the floor: gunzip + CodeScanner only, no Kafka. Data is generated once under
 // data/bench-<scale>/ (data/scale-1/ for --scale 1) and reused; the topics are deleted at the end.
@@ -9,7 +9,7 @@ import { produceFile } from '../src/ingest/produce-file.js'
 import { loadConfig } from '../src/shared/config.js'
 import { createKafka } from '../src/shared/kafka.js'
 import { createLogger } from '../src/shared/logger.js'
-import { newRunId } from '../src/shared/segments.js'
+import { RECORD_FORMATS, newRunId, type RecordFormat } from '../src/shared/segments.js'
 import { benchData } from './lib/bench-data.js'
 import { scanFloorInChild } from './lib/scan-floor.js'
 
@@ -18,12 +18,15 @@ const { values } = parseArgs({
     scale: { type: 'string', default: '0.1' },
     file: { type: 'string', default: 'couponbase2.gz' },
     partitions: { type: 'string', default: '8' },
-    seed: { type: 'string', default: '1' }
+    seed: { type: 'string', default: '1' },
+    format: { type: 'string', default: 'packed' }
   }
 })
 const scale = Number(values.scale)
 const { dir } = await benchData(scale, Number(values.seed))
 const file = values.file
+const format = values.format as RecordFormat
+if (!RECORD_FORMATS.includes(format)) throw new Error(`--format is one of ${RECORD_FORMATS.join(', ')}`)
 const path = join(dir, file)
 
 const prefix = `bench-ingest-${Date.now()}.`
@@ -47,7 +50,7 @@ try {
   // it also warms the page cache for the produce pass.
   const floor: Figures = await scanFloorInChild(path)
   const started = performance.now()
-  const manifest = await produceFile({ config, kafka, logger, file, runId: newRunId() })
+  const manifest = await produceFile({ config, kafka, logger, file, runId: newRunId(), recordFormat: format })
   const produced: Figures = {
     seconds: (performance.now() - started) / 1000,
     compressed: manifest.fileBytes,
@@ -56,7 +59,7 @@ try {
     // This process only produced: its peak is the producer's (plus Node's and tsx's baseline).
     peakRssMb: process.resourceUsage().maxRSS / 1024
   }
-  console.log(`\n${file} at scale ${scale}: ${(produced.compressed / 2 ** 20).toFixed(1)} MB gz, ` +
+  console.log(`\n${file} at scale ${scale}, ${format} records: ${(produced.compressed / 2 ** 20).toFixed(1)} MB gz, ` +
     `${(floor.uncompressed / 2 ** 20).toFixed(1)} MB raw, ${produced.codes.toLocaleString('en')} codes, ${config.kafkaPartitions} partitions`)
   print('produce to Kafka', produced)
   print('floor (gunzip + scan)', floor)

@@ -13,20 +13,31 @@ async function rssKb (pid: number): Promise<number> {
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0)
 }
 
-/** Samples the summed RSS of the tree under `pid` every `intervalMs`; `stop()` returns the peak in MiB. */
-export function trackPeakRss (pid: number, intervalMs = 200): { stop: () => number } {
+async function commandLine (pid: number): Promise<string> {
+  return (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).replaceAll('\0', ' ')
+}
+
+/**
+ * Samples the summed RSS of the tree under `pid` every `intervalMs`; `stop()` returns the peak in
+ * MiB, and `peakChildMb()` the peak of any one process under `pid` whose command line contains
+ * `childMatch` (BullMQ's sandboxed children: bullmq/dist/.../main.js).
+ */
+export function trackPeakRss (pid: number, intervalMs = 200, childMatch = 'bullmq'): { stop: () => number, peakChildMb: () => number } {
   let peakKb = 0
+  let peakChildKb = 0
   let sampling = false
   const sample = async (): Promise<void> => {
     const pids = [pid]
     for (let i = 0; i < pids.length; i++) pids.push(...await children(pids[i]))
-    const total = (await Promise.all(pids.map(rssKb))).reduce((a, b) => a + b, 0)
-    peakKb = Math.max(peakKb, total)
+    const each = await Promise.all(pids.map(rssKb))
+    peakKb = Math.max(peakKb, each.reduce((a, b) => a + b, 0))
+    const matching = await Promise.all(pids.slice(1).map(async (child) => (await commandLine(child)).includes(childMatch)))
+    for (let i = 1; i < pids.length; i++) if (matching[i - 1]) peakChildKb = Math.max(peakChildKb, each[i])
   }
   const timer = setInterval(() => {
     if (sampling) return
     sampling = true
     sample().catch(() => {}).finally(() => { sampling = false })
   }, intervalMs)
-  return { stop: () => { clearInterval(timer); return peakKb / 1024 } }
+  return { stop: () => { clearInterval(timer); return peakKb / 1024 }, peakChildMb: () => peakChildKb / 1024 }
 }

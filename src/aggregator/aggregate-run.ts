@@ -1,11 +1,13 @@
 // One aggregation: the current segment of every configured file, partition by partition, into the
 // staging set, then the swap, then freeing Kafka of the records no current segment needs
-// (DESIGN section 5). Peak memory is one partition's packed state, sized from the manifests.
+// (DESIGN section 5). Peak memory is two partitions' packed states, sized from the manifests: one
+// being read from Kafka while the other is decided on a worker thread.
 import type { Admin, Kafka } from 'kafkajs'
 import type { Config } from '../shared/config.js'
 import { CouponsError } from '../shared/errors.js'
 import type { Logger } from '../shared/logger.js'
 import type { SegmentManifest } from '../shared/segments.js'
+import { Decider } from './decider.js'
 import { PartitionState } from './partition-state.js'
 import { readPartition, type SegmentRead } from './read-partition.js'
 import { publishRunPhase } from './run-phases.js'
@@ -32,6 +34,7 @@ export interface RunStats {
   codesRead: number
   validCount: number
   stateBytes: number
+  /** read, decide and stage summed over the partitions; decide (on its own thread) overlaps the next read */
   ms: { read: number, decide: number, stage: number, swap: number, cleanup: number, total: number }
 }
 
@@ -52,6 +55,7 @@ export async function aggregateRun (options: AggregateRunOptions): Promise<RunSt
     fileIndex: fileIndex.get(manifest.file) as number,
     topic: manifest.topic,
     segmentId: manifest.segmentId,
+    recordFormat: manifest.recordFormat,
     range: manifest.partitions.find((range) => range.partition === partition) ?? { partition, firstOffset: null, lastOffset: null, records: 0, codes: 0 }
   }))
   const expectedCodes = (partition: number): number => readsOf(partition).reduce((sum, read) => sum + read.range.codes, 0)
@@ -59,36 +63,53 @@ export async function aggregateRun (options: AggregateRunOptions): Promise<RunSt
   for (let p = 0; p < config.kafkaPartitions; p++) capacity = Math.max(capacity, expectedCodes(p))
 
   log.info({ files: segments.map(({ file, segmentId, runId: from, codes }) => ({ file, segmentId, runId: from, codes })), capacity }, 'aggregation started')
-  const state = new PartitionState(capacity)
+  // Two states: partition p is decided on the Decider's thread while p+1 is read into the other.
+  const states = [new PartitionState(capacity), new PartitionState(capacity)]
+  const decider = new Decider()
   const codesRead = new Map(segments.map((manifest) => [manifest.file, 0]))
   let validCount = 0
-  await swap.clearStaging(runId)
-  for (let partition = 0; partition < config.kafkaPartitions; partition++) {
-    signal?.throwIfAborted()
-    state.reset(expectedCodes(partition))
-    let at = performance.now()
-    const counts = await readPartition({
-      kafka,
-      admin,
-      logger: log,
-      runId,
-      partition,
-      partitions: config.kafkaPartitions,
-      reads: readsOf(partition),
-      state,
-      signal
-    })
-    for (const { file, codes } of counts) codesRead.set(file, (codesRead.get(file) ?? 0) + codes)
-    ms.read += performance.now() - at
-    at = performance.now()
-    const valid = state.decide(config.minFiles)
-    ms.decide += performance.now() - at
-    at = performance.now()
+  /** the decision and staging of the partition read last, running while the next one is read */
+  let deciding: Promise<void> | null = null
+  const decideAndStage = async (partition: number, state: PartitionState): Promise<void> => {
+    const valid = await decider.decide(state, config.minFiles)
+    ms.decide += valid.ms
+    const at = performance.now()
     await swap.stage(runId, valid)
     ms.stage += performance.now() - at
     validCount += valid.count
     log.debug({ partition, codes: state.length, valid: valid.count }, 'partition decided')
     publishRunPhase({ phase: 'staging', runId, partition, validCount: valid.count })
+  }
+  try {
+    await swap.clearStaging(runId)
+    for (let partition = 0; partition < config.kafkaPartitions; partition++) {
+      signal?.throwIfAborted()
+      const state = states[partition % 2]
+      state.reset(expectedCodes(partition))
+      const at = performance.now()
+      const counts = await readPartition({
+        kafka,
+        admin,
+        logger: log,
+        runId,
+        partition,
+        partitions: config.kafkaPartitions,
+        reads: readsOf(partition),
+        state,
+        signal
+      })
+      for (const { file, codes } of counts) codesRead.set(file, (codesRead.get(file) ?? 0) + codes)
+      ms.read += performance.now() - at
+      // The other state is free again once its partition is decided and staged.
+      await deciding
+      deciding = decideAndStage(partition, state)
+      // Awaited above or in the finally block; a failure meanwhile must not count as unhandled.
+      deciding.catch(() => {})
+    }
+    await deciding
+  } finally {
+    await deciding?.catch(() => {})
+    await decider.close()
   }
   signal?.throwIfAborted()
 
@@ -115,7 +136,7 @@ export async function aggregateRun (options: AggregateRunOptions): Promise<RunSt
     files: used.map((segment) => ({ ...segment, codesRead: codesRead.get(segment.file) ?? 0 })),
     codesRead: [...codesRead.values()].reduce((a, b) => a + b, 0),
     validCount,
-    stateBytes: state.bytes,
+    stateBytes: states[0].bytes + states[1].bytes,
     ms
   }
   const { runId: _runId, ...fields } = stats // the logger is already bound to the run id

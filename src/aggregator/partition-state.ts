@@ -43,6 +43,23 @@ export class PartitionState {
     this.#halves = new Uint32Array(this.#words.buffer)
   }
 
+  /**
+   * Hands the words' buffer over (to be transferred to a worker thread that decides it: Decider);
+   * the state is unusable until `restore` gives it back. The first `length` words are the state.
+   */
+  release (): ArrayBuffer {
+    const buffer = this.#words.buffer as ArrayBuffer
+    this.#words = new BigUint64Array(0)
+    this.#halves = new Uint32Array(0)
+    return buffer
+  }
+
+  /** Takes the buffer back after `release`, its words as decideWords left them. */
+  restore (buffer: ArrayBuffer): void {
+    this.#words = new BigUint64Array(buffer)
+    this.#halves = new Uint32Array(buffer)
+  }
+
   get length (): number { return this.#length }
 
   /** Bytes held by the state's buffer. */
@@ -66,34 +83,7 @@ export class PartitionState {
    * `reset` before adding again.
    */
   decide (minFiles: number): PackedCodes {
-    const n = this.#length
-    this.#words.subarray(0, n).sort()
-    const halves = this.#halves
-    let out = new Uint32Array(256)
-    let count = 0
-    let i = 0
-    while (i < n) {
-      const high = halves[2 * i + HIGH]
-      const codeLow = halves[2 * i + LOW] >>> FILE_INDEX_BITS
-      let mask = 0
-      let j = i
-      while (j < n && halves[2 * j + HIGH] === high && halves[2 * j + LOW] >>> FILE_INDEX_BITS === codeLow) {
-        mask |= 1 << (halves[2 * j + LOW] & FILE_MASK)
-        j++
-      }
-      if (bitCount(mask) >= minFiles) {
-        if (2 * count + 2 > out.length) {
-          const bigger = new Uint32Array(out.length * 2)
-          bigger.set(out)
-          out = bigger
-        }
-        out[2 * count] = high >>> 2
-        out[2 * count + 1] = (high & 3) * 2 ** LO_LOW_BITS + codeLow
-        count++
-      }
-      i = j
-    }
-    return { pairs: out, count }
+    return decideWords(this.#words.buffer, this.#length, minFiles)
   }
 
   #resize (capacity: number): void {
@@ -102,4 +92,39 @@ export class PartitionState {
     this.#words = words
     this.#halves = new Uint32Array(words.buffer)
   }
+}
+
+/**
+ * The codes among the first `n` words of `buffer` seen in at least `minFiles` distinct files,
+ * sorted; sorts the words in place. PartitionState.decide, and a Decider's worker thread on a shared
+ * state.
+ */
+export function decideWords (buffer: ArrayBufferLike, n: number, minFiles: number): PackedCodes {
+  new BigUint64Array(buffer, 0, n).sort()
+  const halves = new Uint32Array(buffer, 0, 2 * n)
+  let out = new Uint32Array(256)
+  let count = 0
+  let i = 0
+  while (i < n) {
+    const high = halves[2 * i + HIGH]
+    const codeLow = halves[2 * i + LOW] >>> FILE_INDEX_BITS
+    let mask = 0
+    let j = i
+    while (j < n && halves[2 * j + HIGH] === high && halves[2 * j + LOW] >>> FILE_INDEX_BITS === codeLow) {
+      mask |= 1 << (halves[2 * j + LOW] & FILE_MASK)
+      j++
+    }
+    if (bitCount(mask) >= minFiles) {
+      if (2 * count + 2 > out.length) {
+        const bigger = new Uint32Array(out.length * 2)
+        bigger.set(out)
+        out = bigger
+      }
+      out[2 * count] = high >>> 2
+      out[2 * count + 1] = (high & 3) * 2 ** LO_LOW_BITS + codeLow
+      count++
+    }
+    i = j
+  }
+  return { pairs: out, count }
 }

@@ -3,14 +3,16 @@
 // group whose assigner hands it only partition p of each topic: it seeks to each segment's first
 // offset, keeps the records whose `segment` header is that segment, and stops at its last offset.
 // The codes read are then checked against the manifest's counts: a producer bug, a deleted record
-// or a wrong partition fails the run instead of publishing a wrong set.
+// or a wrong partition fails the run instead of publishing a wrong set. Records of the `packed`
+// format are copied into the state 8 bytes a code; `lines` records (segments written before it) are
+// scanned as text; any other format fails the run (src/shared/segments.ts).
 import { randomBytes } from 'node:crypto'
 import { AssignerProtocol, type Admin, type Kafka, type PartitionAssigner } from 'kafkajs'
 import { CodeScanner, type OnCode } from '../shared/code-rule.js'
 import { packHi, packLo, partitionOf } from '../shared/code-packing.js'
 import { CouponsError } from '../shared/errors.js'
 import type { Logger } from '../shared/logger.js'
-import { SEGMENT_HEADER, type PartitionRange } from '../shared/segments.js'
+import { PACKED_CODE_BYTES, RECORD_FORMATS, SEGMENT_HEADER, type PartitionRange, type RecordFormat } from '../shared/segments.js'
 import type { PartitionState } from './partition-state.js'
 import { publishRunPhase } from './run-phases.js'
 
@@ -20,6 +22,8 @@ export interface SegmentRead {
   fileIndex: number
   topic: string
   segmentId: string
+  /** the manifest's recordFormat; absent = `lines` */
+  recordFormat?: string
   range: PartitionRange
 }
 
@@ -65,10 +69,20 @@ interface Target {
   first: bigint
   last: bigint
   next: bigint
+  format: RecordFormat
   scanner: CodeScanner
   onCode: OnCode
   records: number
+  /** codes of `packed` records (the scanner counts those of `lines` records) */
+  packedCodes: number
   done: boolean
+}
+
+function formatOf (read: SegmentRead): RecordFormat {
+  const format = read.recordFormat ?? 'lines'
+  if ((RECORD_FORMATS as readonly string[]).includes(format)) return format as RecordFormat
+  throw new CouponsError('AGGREGATOR_RECORD_FORMAT',
+    `${read.file}: segment ${read.segmentId} has records of format ${JSON.stringify(format)}, which this aggregator cannot read (it reads ${RECORD_FORMATS.join(', ')}); upgrade the aggregator`)
 }
 
 export async function readPartition (options: ReadPartitionOptions): Promise<ReadCounts[]> {
@@ -76,9 +90,11 @@ export async function readPartition (options: ReadPartitionOptions): Promise<Rea
   const reads = options.reads.filter((read) => read.range.firstOffset !== null && read.range.lastOffset !== null)
   const counts = new Map(options.reads.map((read) => [read.file, { file: read.file, records: 0, codes: 0 }]))
   if (reads.length > 0) {
+    const formats = reads.map(formatOf)
     await checkOffsetsExist(admin, partition, reads)
     let wrongPartition: string | null = null
-    const targets = new Map<string, Target>(reads.map((read) => {
+    let badRecord: string | null = null
+    const targets = new Map<string, Target>(reads.map((read, i) => {
       const fileIndex = read.fileIndex
       const onCode: OnCode = (bytes, start, end) => {
         const hi = packHi(bytes, start, end)
@@ -91,9 +107,11 @@ export async function readPartition (options: ReadPartitionOptions): Promise<Rea
         first: BigInt(read.range.firstOffset as string),
         last: BigInt(read.range.lastOffset as string),
         next: BigInt(read.range.firstOffset as string),
+        format: formats[i],
         scanner: new CodeScanner(),
         onCode,
         records: 0,
+        packedCodes: 0,
         done: false
       }]
     }))
@@ -130,8 +148,16 @@ export async function readPartition (options: ReadPartitionOptions): Promise<Rea
               const header = message.headers?.[SEGMENT_HEADER]
               if (header !== undefined && header.toString() === target.read.segmentId && message.value !== null) {
                 target.records++
-                target.scanner.push(message.value, target.onCode)
-                target.scanner.end(target.onCode)
+                if (target.format === 'packed') {
+                  const value = message.value
+                  if (value.length % PACKED_CODE_BYTES !== 0) badRecord ??= `${target.read.file}: a record at offset ${message.offset} of ${batch.topic} partition ${partition} has ${value.length} bytes, not a whole number of ${PACKED_CODE_BYTES}-byte codes`
+                  const wrong = addPacked(value, state, target.read.fileIndex, partition, partitions)
+                  if (wrong) wrongPartition ??= target.read.file
+                  target.packedCodes += Math.floor(value.length / PACKED_CODE_BYTES)
+                } else {
+                  target.scanner.push(message.value, target.onCode)
+                  target.scanner.end(target.onCode)
+                }
               }
               if (offset === target.last) {
                 target.done = true
@@ -149,6 +175,7 @@ export async function readPartition (options: ReadPartitionOptions): Promise<Rea
       await consumer.disconnect().catch((err: unknown) => { logger.warn({ err, partition }, 'disconnecting a reader failed') })
       await admin.deleteGroups([groupId]).catch(() => { /* an unused throwaway group expires by itself */ })
     }
+    if (badRecord !== null) throw new CouponsError('AGGREGATOR_BAD_RECORD', badRecord)
     if (wrongPartition !== null) {
       throw new CouponsError('AGGREGATOR_WRONG_PARTITION',
         `${wrongPartition}: partition ${partition} holds codes that hash to another partition; the producer and the aggregator disagree on the partitioning`)
@@ -157,7 +184,7 @@ export async function readPartition (options: ReadPartitionOptions): Promise<Rea
       const count = counts.get(target.read.file)
       if (count !== undefined) {
         count.records = target.records
-        count.codes = target.scanner.codes
+        count.codes = target.scanner.codes + target.packedCodes
       }
     }
   }
@@ -171,6 +198,24 @@ export async function readPartition (options: ReadPartitionOptions): Promise<Rea
     }
   }
   return [...counts.values()]
+}
+
+const CODE_HALF_LIMIT = 2 ** 30
+
+/**
+ * Adds the codes of one `packed` record to the state: two big-endian uint32 a code, no parsing.
+ * Returns true when a code is not one of this partition (or not a packed code at all).
+ */
+function addPacked (value: Buffer, state: PartitionState, fileIndex: number, partition: number, partitions: number): boolean {
+  let wrong = false
+  const end = value.length - PACKED_CODE_BYTES
+  for (let i = 0; i <= end; i += PACKED_CODE_BYTES) {
+    const hi = ((value[i] << 24) | (value[i + 1] << 16) | (value[i + 2] << 8) | value[i + 3]) >>> 0
+    const lo = ((value[i + 4] << 24) | (value[i + 5] << 16) | (value[i + 6] << 8) | value[i + 7]) >>> 0
+    if (hi >= CODE_HALF_LIMIT || lo >= CODE_HALF_LIMIT || partitionOf(hi, lo, partitions) !== partition) wrong = true
+    else state.add(hi, lo, fileIndex)
+  }
+  return wrong
 }
 
 /** A range whose records were deleted or never written would make the reader wait forever. */

@@ -10,8 +10,8 @@ import { CouponsError, isCouponsError } from '../shared/errors.js'
 import { ensureTopics, topicNames } from '../shared/kafka.js'
 import type { Logger } from '../shared/logger.js'
 import type { IngestProgress } from '../shared/run-contract.js'
-import { SEGMENT_HEADER, encodeSegmentsRecord, newRunId, type PartitionRange, type SegmentManifest } from '../shared/segments.js'
-import { PartitionRecords, type PackedRecord } from './partition-records.js'
+import { SEGMENT_HEADER, encodeSegmentsRecord, newRunId, type PartitionRange, type RecordFormat, type SegmentManifest } from '../shared/segments.js'
+import { PartitionRecords, RECORD_BYTES, type PackedRecord } from './partition-records.js'
 import { openGzip, type GzipFile } from './read-gzip.js'
 
 export type { IngestProgress }
@@ -35,13 +35,21 @@ export interface ProduceFileOptions {
    * this production no longer owns its work (a lost lock), and the segment is abandoned unpublished.
    */
   fence?: () => Promise<void>
+  /** how the data records hold the codes (named in the manifest); default `packed` */
+  recordFormat?: RecordFormat
 }
 
 /**
- * Records are sent in requests of about this many bytes. Below Kafka's 1 MB message.max.bytes even
- * when every record goes to one partition (one record batch per partition and request).
+ * Records are sent in requests of about this many bytes: with one request on the wire at a time
+ * (see RecordSender), a request's round trip is paid once per SEND_BYTES, so they are large.
  */
-const SEND_BYTES = 512 * 1024
+const SEND_BYTES = 4 << 20
+/**
+ * ...but a request's records of one partition form one record batch, which must stay below Kafka's
+ * 1 MB message.max.bytes whatever the spread of the codes: a request leaves as soon as one
+ * partition has this many bytes waiting.
+ */
+const PARTITION_SEND_BYTES = 12 * RECORD_BYTES
 const PROGRESS_INTERVAL_MS = 250
 
 /** Streams one gz file into its topic; writes and returns the manifest only after every record is acked. */
@@ -73,14 +81,14 @@ export async function produceFile (options: ProduceFileOptions): Promise<Segment
       await producer.connect()
     })
     sender = new RecordSender(producer, file, topic, segmentId, partitions)
-    const records = new PartitionRecords(partitions)
+    const records = new PartitionRecords(partitions, RECORD_BYTES, options.recordFormat ?? 'packed')
     const scanner = new CodeScanner()
     const started = performance.now()
     onProgress?.(progressOf(gzip, scanner))
     let reportedAt = started
     for await (const chunk of gzip) {
       scanner.push(chunk, records.onCode)
-      if (records.fullBytes >= SEND_BYTES) await sender.send(records.takeFull())
+      if (records.fullBytes >= SEND_BYTES || records.fullBytesMax >= PARTITION_SEND_BYTES) await sender.send(records.takeFull())
       if (performance.now() - reportedAt >= PROGRESS_INTERVAL_MS) {
         reportedAt = performance.now()
         onProgress?.(progressOf(gzip, scanner))
@@ -99,6 +107,7 @@ export async function produceFile (options: ProduceFileOptions): Promise<Segment
       fileBytes: gzip.bytesTotal,
       sha256: gzip.sha256(),
       fileIdentity: gzip.identity,
+      recordFormat: records.format,
       lines: scanner.lines,
       codes: scanner.codes,
       producedAt: new Date().toISOString(),
@@ -152,7 +161,8 @@ interface AckedRange {
 /**
  * Sends produce requests with one request on the wire at a time: concurrent send() calls on an
  * idempotent KafkaJS producer can fail with OUT_OF_ORDER_SEQUENCE_NUMBER (tulios/kafkajs#598; seen
- * here too), and memory stays bounded. Reading and scanning the next request's codes still overlap
+ * here too) or even lose records silently (tulios/kafkajs#1005), and memory stays bounded; requests
+ * are large instead (SEND_BYTES). Reading and scanning the next request's codes still overlap
  * with the request in flight.
  *
  * It owns what the broker acknowledged: per partition the first and last offset, the records and

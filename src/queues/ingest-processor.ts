@@ -20,6 +20,7 @@ import { newRunId } from '../shared/segments.js'
 import { withFileLock } from '../ingest/file-lock.js'
 import { findManifest } from '../ingest/find-manifest.js'
 import { redisKeys } from '../shared/redis-keys.js'
+import { lowerPriority } from '../shared/process-priority.js'
 import { jobLockKey, SANDBOX_CONFIG_ENV, type FileJobData, type FileJobResult } from './ingest-jobs.js'
 
 interface Sandbox { config: Config, logger: Logger, kafka: Kafka, redis: Redis }
@@ -55,6 +56,7 @@ function getSandbox (): Sandbox {
   if (raw === undefined) throw new Error(`${SANDBOX_CONFIG_ENV} is not set: this file is started by createIngestWorker`)
   const config = JSON.parse(raw) as Config
   const logger = createLogger(config.logLevel, 'ingest-processor')
+  lowerPriority(config.pipelineNice, logger)
   sandbox = { config, logger, kafka: createKafka(config, logger, 'coupons-ingest'), redis: createRedis(config.redisUrl, 'worker', logger) }
   return sandbox
 }

@@ -30,6 +30,7 @@ export const EnvSchema = Type.Object({
   INGEST_WORKER: Type.Boolean({ default: true, description: 'Run the ingest worker inside the api process (false when workers run separately)' }),
   INGEST_CONCURRENCY: Type.Integer({ default: 3, minimum: 1, maximum: 32, description: 'Files one worker ingests at the same time' }),
   INGEST_ATTEMPTS: Type.Integer({ default: 3, minimum: 1, maximum: 20, description: 'Attempts of an ingest job for retriable errors (Kafka or Redis outages)' }),
+  PIPELINE_NICE: Type.Integer({ default: 10, minimum: 0, maximum: 19, description: 'Nice value the ingest sandboxes and the aggregator give themselves, so that on a shared host the api answers checkout first during a run (they still take every idle core); 0 leaves their priority alone' }),
   RATE_LIMIT_MAX: Type.Integer({ default: 120_000, minimum: 0, description: 'Requests per client IP and window on GET /coupons/:code (0 disables). Guards against code enumeration by direct clients; the default (2,000/s) leaves room for a checkout backend calling from a few IPs. Lower it when browsers call the API directly; behind a reverse proxy set TRUST_PROXY, or every request counts against the proxy\'s IP' }),
   RATE_LIMIT_WINDOW_MS: Type.Integer({ default: 60_000, minimum: 1000, description: 'Window of RATE_LIMIT_MAX' }),
   TRUST_PROXY: Type.String({ default: 'false', pattern: '^(true|false|[0-9A-Fa-f.:/]+(,[0-9A-Fa-f.:/]+)*)$', description: 'Behind a reverse proxy: true (trust every hop) or the proxies\' addresses/CIDRs; the client IP (rate limit, logs) then comes from X-Forwarded-For' }),
@@ -64,6 +65,7 @@ export interface Config {
   ingestTz: string
   ingestWorker: boolean
   ingestConcurrency: number
+  pipelineNice: number
   ingestAttempts: number
   rateLimitMax: number
   rateLimitWindowMs: number
@@ -116,6 +118,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     ingestTz: raw.INGEST_TZ,
     ingestWorker: raw.INGEST_WORKER,
     ingestConcurrency: raw.INGEST_CONCURRENCY,
+    pipelineNice: raw.PIPELINE_NICE,
     ingestAttempts: raw.INGEST_ATTEMPTS,
     rateLimitMax: raw.RATE_LIMIT_MAX,
     rateLimitWindowMs: raw.RATE_LIMIT_WINDOW_MS,

@@ -9,6 +9,18 @@ import { RunSource } from './run-contract.js'
 /** Header of every data record: the segment it belongs to. */
 export const SEGMENT_HEADER = 'segment'
 
+/**
+ * How a segment's data records hold their codes (the manifest's `recordFormat`):
+ * - `lines`: the codes as text, joined by LF (manifests without `recordFormat` are of this format);
+ * - `packed`: 8 bytes a code, `hi` then `lo` of code-packing as big-endian uint32 (PACKED_CODE_BYTES),
+ *   already parsed and checked by the producer, so the aggregator copies them instead of scanning
+ *   text again, and about a fifth fewer bytes go through Kafka.
+ * An aggregator refuses a format it does not know (AGGREGATOR_RECORD_FORMAT) rather than guess.
+ */
+export const RECORD_FORMATS = ['lines', 'packed'] as const
+export type RecordFormat = typeof RECORD_FORMATS[number]
+export const PACKED_CODE_BYTES = 8
+
 export const RunRecord = Type.Object({
   type: Type.Literal('run'),
   runId: Type.String(),
@@ -53,6 +65,12 @@ export const SegmentManifest = Type.Object({
   producedAt: Type.String({ description: 'ISO 8601' }),
   /** absent from manifests written before it existed */
   fileIdentity: Type.Optional(FileIdentity),
+  /**
+   * RECORD_FORMATS; absent = `lines` (manifests written before it existed). Any string is accepted
+   * here so that an aggregator meeting a newer format fails the run naming it instead of ignoring
+   * the manifest.
+   */
+  recordFormat: Type.Optional(Type.String()),
   partitions: Type.Array(PartitionRange)
 })
 export type SegmentManifest = Static<typeof SegmentManifest>

@@ -63,8 +63,28 @@ async function append (setup: Setup, file: string, segmentId: string, codes: str
   return metadata.baseOffset as string
 }
 
-function segmentRead (setup: Setup, file: string, segmentId: string, range: Omit<PartitionRange, 'partition'>): SegmentRead {
-  return { file, fileIndex: FILES.indexOf(file), topic: topicNames(setup.config).data(file), segmentId, range: { partition: PARTITION, ...range } }
+/** Appends one data record of the packed format (8 bytes a code) and returns its offset. */
+async function appendPacked (setup: Setup, file: string, segmentId: string, codes: string[]): Promise<string> {
+  const value = Buffer.alloc(8 * codes.length)
+  codes.forEach((code, i) => {
+    const { hi, lo } = packCode(code)
+    value.writeUInt32BE(hi, 8 * i)
+    value.writeUInt32BE(lo, 8 * i + 4)
+  })
+  return await appendValue(setup, file, segmentId, value)
+}
+
+async function appendValue (setup: Setup, file: string, segmentId: string, value: Buffer): Promise<string> {
+  const [metadata] = await setup.producer.send({
+    topic: topicNames(setup.config).data(file),
+    acks: -1,
+    messages: [{ partition: PARTITION, value, headers: { [SEGMENT_HEADER]: segmentId } }]
+  })
+  return metadata.baseOffset as string
+}
+
+function segmentRead (setup: Setup, file: string, segmentId: string, range: Omit<PartitionRange, 'partition'>, recordFormat?: string): SegmentRead {
+  return { file, fileIndex: FILES.indexOf(file), topic: topicNames(setup.config).data(file), segmentId, recordFormat, range: { partition: PARTITION, ...range } }
 }
 
 async function read (setup: Setup, reads: SegmentRead[], state = new PartitionState()): Promise<Awaited<ReturnType<typeof readPartition>>> {
@@ -147,4 +167,38 @@ t.test('announces each batch it reads on the phase channel', async (t) => {
   const offset = await append(setup, FILES[1], 'S', codesOf(setup, PARTITION, 2))
   await read(setup, [segmentRead(setup, FILES[1], 'S', { firstOffset: offset, lastOffset: offset, records: 1, codes: 2 })])
   t.same(events, [{ phase: 'reading', runId: 'R1', partition: PARTITION, file: FILES[1] }], 'one batch, one event')
+})
+
+t.test('reads packed records 8 bytes a code, beside a lines segment of another file', async (t) => {
+  const setup = await prepare(t, 8)
+  const [shared, onlyOne, onlyTwo] = [5, 3, 2].map((n) => codesOf(setup, PARTITION, n))
+  const first = await appendPacked(setup, FILES[0], 'P', [...shared.slice(0, 2), ...onlyOne])
+  const last = await appendPacked(setup, FILES[0], 'P', shared.slice(2))
+  const lines = await append(setup, FILES[1], 'L', [...onlyTwo, ...shared])
+
+  const state = new PartitionState()
+  const counts = await read(setup, [
+    segmentRead(setup, FILES[0], 'P', { firstOffset: first, lastOffset: last, records: 2, codes: 8 }, 'packed'),
+    segmentRead(setup, FILES[1], 'L', { firstOffset: lines, lastOffset: lines, records: 1, codes: 7 }, 'lines')
+  ], state)
+  t.same(counts, [{ file: FILES[0], records: 2, codes: 8 }, { file: FILES[1], records: 1, codes: 7 }])
+  t.same(decided(state, 2), [...shared].sort(), 'in both files: the shared codes only')
+  t.same(decided(state, 1), [...shared, ...onlyOne, ...onlyTwo].sort(), 'every code, unpacked as it was')
+})
+
+t.test('fails with AGGREGATOR_RECORD_FORMAT, before reading, on a record format it does not know', async (t) => {
+  const setup = await prepare(t, 9)
+  const offset = await appendPacked(setup, FILES[0], 'S', codesOf(setup, PARTITION, 2))
+  await t.rejects(read(setup, [segmentRead(setup, FILES[0], 'S', { firstOffset: offset, lastOffset: offset, records: 1, codes: 2 }, 'zstd-packed')]),
+    { name: 'CouponsError', code: 'AGGREGATOR_RECORD_FORMAT', retriable: false, message: /^couponbase1\.gz: segment S has records of format "zstd-packed", which this aggregator cannot read/ })
+})
+
+t.test('fails with AGGREGATOR_BAD_RECORD on a packed record that is not whole codes, and AGGREGATOR_WRONG_PARTITION on a stray one', async (t) => {
+  const setup = await prepare(t, 10)
+  const torn = await appendValue(setup, FILES[0], 'S', Buffer.alloc(12))
+  await t.rejects(read(setup, [segmentRead(setup, FILES[0], 'S', { firstOffset: torn, lastOffset: torn, records: 1, codes: 1 }, 'packed')]),
+    { name: 'CouponsError', code: 'AGGREGATOR_BAD_RECORD', message: /has 12 bytes, not a whole number of 8-byte codes/ })
+  const stray = await appendPacked(setup, FILES[0], 'T', [...codesOf(setup, PARTITION, 1), ...codesOf(setup, PARTITION + 1, 1)])
+  await t.rejects(read(setup, [segmentRead(setup, FILES[0], 'T', { firstOffset: stray, lastOffset: stray, records: 1, codes: 2 }, 'packed')]),
+    { name: 'CouponsError', code: 'AGGREGATOR_WRONG_PARTITION' })
 })

@@ -3,8 +3,8 @@
 import { gunzipSync } from 'node:zlib'
 import { readFileSync } from 'node:fs'
 import type { Kafka } from 'kafkajs'
-import { packCode, partitionOf } from '../../src/shared/code-packing.js'
-import { decodeSegmentsRecord, type SegmentManifest, type SegmentsRecord } from '../../src/shared/segments.js'
+import { packCode, partitionOf, unpackCode } from '../../src/shared/code-packing.js'
+import { PACKED_CODE_BYTES, decodeSegmentsRecord, type SegmentManifest, type SegmentsRecord } from '../../src/shared/segments.js'
 import { findCodes } from './find-codes.js'
 import { uniqueName } from './test-env.js'
 
@@ -76,12 +76,22 @@ export function expectedCodes (path: string, partitions: number): { lines: numbe
   return { lines: lines.length, perPartition }
 }
 
+/** The codes of one record in the manifest's record format (absent: `lines`). */
+export function codesOfRecord (value: Buffer, recordFormat = 'lines'): string[] {
+  if (recordFormat === 'lines') return value.toString('latin1').split('\n')
+  if (recordFormat !== 'packed') throw new Error(`unknown record format ${recordFormat}`)
+  if (value.length % PACKED_CODE_BYTES !== 0) throw new Error(`a packed record of ${value.length} bytes`)
+  const codes: string[] = []
+  for (let i = 0; i < value.length; i += PACKED_CODE_BYTES) codes.push(unpackCode(value.readUInt32BE(i), value.readUInt32BE(i + 4)))
+  return codes
+}
+
 /** The codes of one segment's records per partition, sorted. */
-export function codesOfSegment (records: ReadRecord[], segmentId: string, partitions: number): string[][] {
+export function codesOfSegment (records: ReadRecord[], manifest: Pick<SegmentManifest, 'segmentId' | 'recordFormat'>, partitions: number): string[][] {
   const perPartition: string[][] = Array.from({ length: partitions }, () => [])
   for (const record of records) {
-    if (record.headers.segment !== segmentId) continue
-    perPartition[record.partition].push(...record.value.toString('latin1').split('\n'))
+    if (record.headers.segment !== manifest.segmentId) continue
+    perPartition[record.partition].push(...codesOfRecord(record.value, manifest.recordFormat))
   }
   for (const codes of perPartition) codes.sort()
   return perPartition

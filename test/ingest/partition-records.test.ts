@@ -1,10 +1,11 @@
 // PartitionRecords: every code lands in the record of its partition (the shared hash), records
-// are codes joined by LF and never larger than the record size, and full records are handed over
-// only when taken.
+// hold the codes packed 8 bytes each (or, in the lines format, joined by LF) and are never larger
+// than the record size, and full records are handed over only when taken.
 import t from 'tap'
 import { Sfc32 } from '../../src/gen/random.js'
 import { PartitionRecords, RECORD_BYTES, type PackedRecord } from '../../src/ingest/partition-records.js'
 import { packCode, partitionOf } from '../../src/shared/code-packing.js'
+import { codesOfRecord } from '../helpers/ingest-read.js'
 import { randomCode } from '../helpers/random-code.js'
 
 function push (records: PartitionRecords, code: string): void {
@@ -21,11 +22,39 @@ function decode (record: PackedRecord): string[] {
   return record.value.toString('latin1').split('\n')
 }
 
-t.test('routes every code to the record of its partition, codes joined by LF, with their count', async (t) => {
+t.test('packs each code into 8 bytes of the record of its partition, by default', async (t) => {
+  const rng = new Sfc32(3)
+  const partitions = 4
+  const codes = Array.from({ length: 3000 }, () => randomCode(rng))
+  const records = new PartitionRecords(partitions)
+  t.equal(records.format, 'packed')
+  for (const code of codes) push(records, code)
+  const all = records.takeAll()
+  t.same(all.map((r) => r.partition).sort(), [0, 1, 2, 3], 'one record per partition')
+  for (const record of all) {
+    const expected = codes.filter((code) => partitionOfCode(code, partitions) === record.partition)
+    t.equal(record.value.length, 8 * expected.length, `partition ${record.partition}: 8 bytes a code`)
+    t.same(codesOfRecord(record.value, 'packed'), expected, `partition ${record.partition}: its codes, in order, unpacked as they were`)
+    t.equal(record.codes, expected.length)
+  }
+})
+
+t.test('a packed record is closed when the next 8 bytes would not fit, and the fullest partition is tracked', async (t) => {
+  const records = new PartitionRecords(1, 20)
+  for (const code of ['AAAAAAAA', 'BBBBBBBBB', 'CCCCCCCCCC']) push(records, code)
+  t.equal(records.fullBytes, 16, 'two codes fill 16 of 20 bytes; the third starts a new record')
+  t.equal(records.fullBytesMax, 16)
+  const [full] = records.takeFull()
+  t.same(codesOfRecord(full.value, 'packed'), ['AAAAAAAA', 'BBBBBBBBB'])
+  t.equal(records.fullBytesMax, 0, 'taking the full records forgets them')
+  t.same(records.takeAll().map((r) => codesOfRecord(r.value, 'packed')), [['CCCCCCCCCC']])
+})
+
+t.test('in the lines format, routes every code to the record of its partition, codes joined by LF, with their count', async (t) => {
   const rng = new Sfc32(1)
   const partitions = 4
   const codes = Array.from({ length: 2000 }, () => randomCode(rng))
-  const records = new PartitionRecords(partitions)
+  const records = new PartitionRecords(partitions, RECORD_BYTES, 'lines')
   for (const code of codes) push(records, code)
   t.equal(records.fullBytes, 0, '2000 codes fill no 64 KiB record')
   t.same(records.takeFull(), [], 'so no record is full yet')
@@ -41,7 +70,7 @@ t.test('routes every code to the record of its partition, codes joined by LF, wi
 })
 
 t.test('copies each code out of the chunk it was found in', async (t) => {
-  const records = new PartitionRecords(1)
+  const records = new PartitionRecords(1, RECORD_BYTES, 'lines')
   const chunk = Buffer.from('xxAAAAAAAAyy', 'latin1')
   records.onCode(chunk, 2, 10)
   chunk.fill('Z')
@@ -50,7 +79,7 @@ t.test('copies each code out of the chunk it was found in', async (t) => {
 
 t.test('closes a record when the next code would not fit, so no record exceeds the record size', async (t) => {
   // 29 bytes hold three 9-char codes and their two LFs; a fourth code starts the next record.
-  const records = new PartitionRecords(1, 29)
+  const records = new PartitionRecords(1, 29, 'lines')
   const codes = ['AAAAAAAA1', 'AAAAAAAA2', 'AAAAAAAA3', 'AAAAAAAA4', 'AAAAAAAA5']
   for (const code of codes.slice(0, 3)) push(records, code)
   t.equal(records.fullBytes, 0, 'three codes fill the record exactly; it is not closed yet')
@@ -66,7 +95,7 @@ t.test('closes a record when the next code would not fit, so no record exceeds t
 
 t.test('at the default size, records are full at 64 KiB and their bytes are counted until taken', async (t) => {
   const rng = new Sfc32(2)
-  const records = new PartitionRecords(2)
+  const records = new PartitionRecords(2, RECORD_BYTES, 'lines')
   const codes: string[] = []
   while (records.fullBytes === 0) {
     const code = randomCode(rng)

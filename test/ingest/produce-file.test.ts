@@ -39,9 +39,10 @@ t.test('a generated file comes back code for code, per partition, as the manifes
 
   const expected = expectedCodes(path, config.kafkaPartitions)
   const records = await readTopic(kafka, topicNames(config).data(file))
-  t.same(codesOfSegment(records, manifest.segmentId, config.kafkaPartitions), expected.perPartition, 'the multiset of codes per partition')
+  t.same(codesOfSegment(records, manifest, config.kafkaPartitions), expected.perPartition, 'the multiset of codes per partition')
 
   const compressed = await readFile(path)
+  t.equal(manifest.recordFormat, 'packed', 'the manifest names the records\' format')
   t.equal(manifest.file, file)
   t.equal(manifest.runId, runId)
   t.equal(manifest.topic, topicNames(config).data(file))
@@ -93,7 +94,7 @@ t.test('two productions of one file are two segments with their own records', as
   t.not(a.segmentId, b.segmentId)
   const records = await readTopic(kafka, topicNames(config).data(file))
   for (const manifest of [a, b]) {
-    const codes = codesOfSegment(records, manifest.segmentId, config.kafkaPartitions).flat().sort()
+    const codes = codesOfSegment(records, manifest, config.kafkaPartitions).flat().sort()
     t.same(codes, ['AAAAAAAA', 'BBBBBBBB', 'CCCCCCCC'])
   }
 })
@@ -106,7 +107,28 @@ t.test('CRLF line ends and surrounding spaces are handled by the code rule', asy
   t.equal(manifest.lines, 5)
   t.equal(manifest.codes, 4)
   const records = await readTopic(kafka, topicNames(config).data(file))
-  t.same(codesOfSegment(records, manifest.segmentId, config.kafkaPartitions).flat().sort(), ['AAAAAAAA', 'ABCDEFGH', 'BBBBBBBBB', 'XYZ12345ab'])
+  t.same(codesOfSegment(records, manifest, config.kafkaPartitions).flat().sort(), ['AAAAAAAA', 'ABCDEFGH', 'BBBBBBBBB', 'XYZ12345ab'])
+})
+
+t.test('the lines format, asked for, writes the codes as text records and says so in the manifest', async (t) => {
+  const { dir, config, kafka } = await setup(t, 'lines')
+  const file = 'couponbase1.gz'
+  await writeFile(join(dir, file), gzipSync(Buffer.from('AAAAAAAA\nBBBBBBBBB\nCCCCCCCCCC\n')))
+  const manifest = await produceFile({ config, kafka, logger, file, runId: newRunId(), recordFormat: 'lines' })
+  t.equal(manifest.recordFormat, 'lines')
+  const records = (await readTopic(kafka, topicNames(config).data(file))).filter((r) => r.headers.segment === manifest.segmentId)
+  t.same(records.flatMap((r) => r.value.toString('latin1').split('\n')).sort(), ['AAAAAAAA', 'BBBBBBBBB', 'CCCCCCCCCC'], 'codes joined by LF')
+})
+
+t.test('codes that all go to one partition leave in record batches below Kafka\'s 1 MB limit', async (t) => {
+  const { dir, config: base, kafka } = await setup(t, 'one-partition')
+  const config = { ...base, kafkaPartitions: 1 }
+  await generateCoupons({ outDir: dir, scale: 0.002, seed: 5 })
+  const file = 'couponbase1.gz'
+  const manifest = await produceFile({ config, kafka, logger, file, runId: newRunId() })
+  t.ok(manifest.codes * 8 > 1 << 20, `${manifest.codes} codes: more than 1 MB of packed records for the one partition`)
+  const records = await readTopic(kafka, topicNames(config).data(file))
+  t.same(codesOfSegment(records, manifest, 1), expectedCodes(join(dir, file), 1).perPartition, 'every code, once')
 })
 
 t.test('a gzip of nothing is a valid segment with zero codes', async (t) => {
