@@ -1,8 +1,9 @@
-// `npm run bench:api -- [--duration 10] [--connections 100] [--codes 100000]`: the real API server
+// `npm run bench:api -- [--duration 10] [--connections 100] [--codes 100000] [--rate-limit 0]`: the real API server
 // (startApi, in a child process) against the real Redis with a published set on a fresh prefix,
 // driven by autocannon over 127.0.0.1 with valid, invalid and malformed codes mixed; then, in the
 // same run and with the same load, a bare Fastify route returning a constant (the ceiling). Prints
-// requests/s, p50, p99, errors and the ratio. The rate limit is disabled for the run.
+// requests/s, p50, p99, errors, the ratio of requests/s and the ratio of p99. The rate limit is disabled for the run
+// unless --rate-limit gives a maximum (every request comes from 127.0.0.1: a large one measures its cost).
 import type { ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
@@ -21,9 +22,9 @@ const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'
 const randomCode = (length: number): string => Array.from(randomBytes(length), (byte) => ALPHABET[byte % ALPHABET.length]).join('')
 
 /** Child mode: serve, print the URL on stdout, run until SIGTERM. */
-async function serve (role: string, prefix: string): Promise<void> {
+async function serve (role: string, prefix: string, rateLimitMax: string): Promise<void> {
   if (role === 'api') {
-    const config = loadConfig({ ...process.env, REDIS_PREFIX: prefix, PORT: '0', HOST: '127.0.0.1', RATE_LIMIT_MAX: '0', INGEST_WORKER: 'false', INGEST_CRON: 'off', LOG_LEVEL: 'warn' })
+    const config = loadConfig({ ...process.env, REDIS_PREFIX: prefix, PORT: '0', HOST: '127.0.0.1', RATE_LIMIT_MAX: rateLimitMax, INGEST_WORKER: 'false', INGEST_CRON: 'off', LOG_LEVEL: 'warn' })
     const server = await startApi({ config, logger: createLogger('warn', 'api') })
     process.once('SIGTERM', () => { server.close().then(() => process.exit(0), () => process.exit(1)) })
     console.log(server.url)
@@ -36,7 +37,7 @@ async function serve (role: string, prefix: string): Promise<void> {
   }
 }
 
-const startChild = async (role: string, prefix: string) => startServeChild(fileURLToPath(import.meta.url), ['--serve', role, '--prefix', prefix])
+const startChild = async (role: string, prefix: string, rateLimitMax: string) => startServeChild(fileURLToPath(import.meta.url), ['--serve', role, '--prefix', prefix, '--rate-limit', rateLimitMax])
 
 async function load (url: string, paths: string[], duration: number, connections: number): Promise<autocannon.Result> {
   return autocannon({
@@ -59,10 +60,11 @@ async function main (): Promise<void> {
       prefix: { type: 'string' },
       duration: { type: 'string', default: '10' },
       connections: { type: 'string', default: '100' },
-      codes: { type: 'string', default: '100000' }
+      codes: { type: 'string', default: '100000' },
+      'rate-limit': { type: 'string', default: '0' }
     }
   })
-  if (values.serve !== undefined) return serve(values.serve, values.prefix ?? 'coupons:')
+  if (values.serve !== undefined) return serve(values.serve, values.prefix ?? 'coupons:', values['rate-limit'])
 
   const duration = Number(values.duration)
   const connections = Number(values.connections)
@@ -88,14 +90,14 @@ async function main (): Promise<void> {
 
   const children: ChildProcess[] = []
   try {
-    console.log(`bench:api  ${connections} connections, ${duration} s per target, ${valid.length} codes in the set, Redis ${config.redisUrl}`)
-    const api = await startChild('api', prefix)
+    console.log(`bench:api  ${connections} connections, ${duration} s per target, ${valid.length} codes in the set, Redis ${config.redisUrl}, rate limit ${values['rate-limit'] === '0' ? 'off' : values['rate-limit']}`)
+    const api = await startChild('api', prefix, values['rate-limit'])
     children.push(api.child)
     await load(api.url, paths, 2, connections) // warm-up
     const apiResult = await load(api.url, paths, duration, connections)
     await stopChild(api.child)
 
-    const ceiling = await startChild('ceiling', prefix)
+    const ceiling = await startChild('ceiling', prefix, values['rate-limit'])
     children.push(ceiling.child)
     await load(ceiling.url, paths, 2, connections)
     const ceilingResult = await load(ceiling.url, paths, duration, connections)
@@ -103,7 +105,7 @@ async function main (): Promise<void> {
 
     console.log(summary('api', apiResult))
     console.log(summary('ceiling', ceilingResult))
-    console.log(`ratio    ${(apiResult.requests.average / ceilingResult.requests.average * 100).toFixed(1)} % of the bare-Fastify ceiling`)
+    console.log(`ratio    ${(apiResult.requests.average / ceilingResult.requests.average * 100).toFixed(1)} % of the bare-Fastify ceiling, p99 ${(apiResult.latency.p99 / ceilingResult.latency.p99).toFixed(2)}× the ceiling's`)
   } finally {
     await Promise.all(children.map(stopChild))
     await deleteRedisPrefix(redis, prefix)

@@ -20,8 +20,13 @@ export interface RedisPluginOptions {
 
 export default fp<RedisPluginOptions>(async (fastify, options) => {
   const redis = createRedis(options.url, 'query', options.logger, {
-    // A stalled Redis must not hold checkout requests: answer 503 after a second.
-    commandTimeout: 1000
+    // A stalled Redis must not hold checkout requests: answer 503 after a second (two at most for
+    // a lookup queued behind a stalled batch).
+    commandTimeout: 1000,
+    // The lookups of one event-loop turn go to Redis in one write, and those arriving while a batch
+    // is out wait for it: under load this cuts the syscalls of the api and of Redis (bench:api,
+    // docs/BENCHMARKS.md). Only on this connection: it never runs a blocking command.
+    enableAutoPipelining: true
   })
   fastify.decorate('redis', redis)
   fastify.addHook('onClose', async () => {
