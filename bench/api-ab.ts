@@ -1,4 +1,4 @@
-// `node --import=tsx bench/api-ab.ts --slices 6 --slice 3 'base:' 'limited:RATE_LIMIT_MAX=1000000000' …`:
+// `npm run bench:api-ab -- --slices 6 --slice 3 'base:' 'limited:RATE_LIMIT_MAX=1000000000' …`:
 // A/B of api variants on a noisy machine. bench:api's servers (one per variant, each with the
 // environment its spec gives after the colon, plus the bare ceiling) all start at once and are
 // loaded in turn for short slices, the order rotating each round, so that the machine's drift hits
