@@ -11,12 +11,9 @@ import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
 import { Redis } from 'ioredis'
 import { deleteRedisPrefix } from '../scripts/lib/cleanup.js'
+import { lookupPaths, publishBenchSet } from './lib/lookup-load.js'
 import { startServeChild, stopChild } from './lib/serve-child.js'
 import { loadConfig } from '../src/shared/config.js'
-import { META, redisKeys } from '../src/shared/redis-keys.js'
-
-const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'
-const randomCode = (length: number): string => Array.from(randomBytes(length), (byte) => ALPHABET[byte % ALPHABET.length]).join('')
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -24,19 +21,9 @@ const { values, positionals } = parseArgs({
 })
 const prefix = `bench-ab-${randomBytes(4).toString('hex')}:`
 const config = loadConfig({ ...process.env, REDIS_PREFIX: prefix })
-const keys = redisKeys(prefix)
 const redis = new Redis(config.redisUrl)
-const valid: string[] = []
-for (let i = 0; i < 100_000; i++) valid.push(randomCode(8 + (i % 3)))
-for (let i = 0; i < valid.length; i += 10_000) await redis.sadd(keys.valid, ...valid.slice(i, i + 10_000))
-await redis.hset(keys.meta, { [META.generation]: 'bench', [META.lastSwapAt]: new Date().toISOString(), [META.validCount]: String(valid.length) })
-const paths: string[] = []
-for (let i = 0; i < 1000; i++) {
-  const kind = i % 10
-  if (kind < 5) paths.push(`/coupons/${valid[(i * 7919) % valid.length]}`)
-  else if (kind < 8) paths.push(`/coupons/${randomCode(9)}`)
-  else paths.push(kind === 8 ? `/coupons/${randomCode(7)}` : `/coupons/${encodeURIComponent("' OR 1=1 --")}`)
-}
+const valid = await publishBenchSet(redis, prefix, 100_000)
+const paths = lookupPaths(valid)
 
 const script = fileURLToPath(new URL('./api.ts', import.meta.url))
 const variants = [...positionals.map((spec) => {

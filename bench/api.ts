@@ -12,14 +12,11 @@ import autocannon from 'autocannon'
 import Fastify from 'fastify'
 import { Redis } from 'ioredis'
 import { deleteRedisPrefix } from '../scripts/lib/cleanup.js'
+import { lookupPaths, publishBenchSet } from './lib/lookup-load.js'
 import { startServeChild, stopChild } from './lib/serve-child.js'
 import { startApi } from '../src/api/server.js'
 import { loadConfig } from '../src/shared/config.js'
 import { createLogger } from '../src/shared/logger.js'
-import { META, redisKeys } from '../src/shared/redis-keys.js'
-
-const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'
-const randomCode = (length: number): string => Array.from(randomBytes(length), (byte) => ALPHABET[byte % ALPHABET.length]).join('')
 
 /** Child mode: serve, print the URL on stdout, run until SIGTERM. */
 async function serve (role: string, prefix: string, rateLimitMax: string): Promise<void> {
@@ -70,23 +67,10 @@ async function main (): Promise<void> {
   const connections = Number(values.connections)
   const prefix = `bench-api-${randomBytes(4).toString('hex')}:`
   const config = loadConfig({ ...process.env, REDIS_PREFIX: prefix })
-  const keys = redisKeys(prefix)
   const redis = new Redis(config.redisUrl)
-
-  // A published set as the aggregator leaves it.
-  const valid: string[] = []
-  for (let i = 0; i < Number(values.codes); i++) valid.push(randomCode(8 + (i % 3)))
-  for (let i = 0; i < valid.length; i += 10_000) await redis.sadd(keys.valid, ...valid.slice(i, i + 10_000))
-  await redis.hset(keys.meta, { [META.generation]: 'bench', [META.lastSwapAt]: new Date().toISOString(), [META.validCount]: String(valid.length) })
-
-  // 50 % valid, 30 % well formed but invalid, 20 % malformed.
-  const paths: string[] = []
-  for (let i = 0; i < 1000; i++) {
-    const kind = i % 10
-    if (kind < 5) paths.push(`/coupons/${valid[(i * 7919) % valid.length]}`)
-    else if (kind < 8) paths.push(`/coupons/${randomCode(9)}`)
-    else paths.push(kind === 8 ? `/coupons/${randomCode(7)}` : `/coupons/${encodeURIComponent("' OR 1=1 --")}`)
-  }
+  // A published set as the aggregator leaves it, and the mix checkout sends.
+  const valid = await publishBenchSet(redis, prefix, Number(values.codes))
+  const paths = lookupPaths(valid)
 
   const children: ChildProcess[] = []
   try {
