@@ -147,7 +147,9 @@ t.test('an attempt that lost its file lock writes no manifest, and its retry com
 
 t.test('a worker that closes mid-file gives its job back: the attempt is listed as interrupted and nothing is published', async (t) => {
   const { dir, config, kafka, runs } = await queueStack(t, 'close', {}, { worker: false })
-  await generateCoupons({ outDir: dir, scale: 0.01, seed: 8 })
+  // Large enough that the close lands mid-file: since records are packed and requests are 4 MiB,
+  // a scale-0.01 file could finish between the first progress report and the close.
+  await generateCoupons({ outDir: dir, scale: 0.05, seed: 8 })
   const worker = createIngestWorker({ config, logger: silentLogger })
   t.teardown(() => worker.close())
   const started = await runs.startRun(['couponbase1.gz'], 'admin')
