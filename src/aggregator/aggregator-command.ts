@@ -16,7 +16,13 @@ export async function aggregatorCommand (_argv: string[]): Promise<void> {
   lowerPriority(config.pipelineNice, logger)
   const registry = createRegistry('aggregator')
   const metrics = aggregatorMetrics(registry, config)
-  const aggregator = new Aggregator({ config, logger, onRun: metrics.onRun })
+  const aggregator = new Aggregator({
+    config,
+    logger,
+    onRun: metrics.onRun,
+    // The group consumer is gone for good: exit, and let the supervisor start a fresh instance.
+    onFatal: () => { void aggregator.close().finally(() => process.exit(1)) }
+  })
   await runRole('aggregator', logger, withMetricsServer(aggregator, { config, registry, logger }))
-  logger.info({ files: config.couponFiles, minFiles: config.minFiles, partitions: config.kafkaPartitions }, 'aggregator started')
+  logger.info({ files: config.couponFiles, minFiles: config.minFiles, group: config.aggregatorGroupId, member: aggregator.member }, 'aggregator started')
 }

@@ -6,7 +6,7 @@ import { Counter, Histogram, type Registry } from 'prom-client'
 import type { Config } from '../shared/config.js'
 import { swapGauges } from '../shared/metrics.js'
 import { redisKeys } from '../shared/redis-keys.js'
-import type { RunStats } from './aggregate-run.js'
+import type { RunStats } from './aggregator.js'
 import { RUN_PHASE_CHANNEL, type RunPhaseEvent } from './run-phases.js'
 
 /** Seconds; a run of the real files takes minutes, a test's a fraction of a second. */

@@ -1,65 +1,137 @@
-// The aggregator process (DESIGN section 5): follows `coupons.segments` from its beginning, and
-// whenever a run has all its files and brings segments newer than the applied set, computes the
-// valid set from the current segments and swaps it into Redis. Its only durable state is the
-// topic and Redis' meta hash, so a restart (or a SIGKILL at any moment) rebuilds the same view
-// and finishes what was complete but not applied.
+// The aggregator (DESIGN section 5, issue 14). Any number of instances form one long-lived Kafka
+// consumer group (AGGREGATOR_GROUP_ID) over coupons.segments and the data topics; the
+// co-partitioned assigner gives each instance partition p of every data topic together, and one
+// instance, the coordinator, the single partition of coupons.segments.
+// - The coordinator replays coupons.segments (from the last point still needed, kept in the meta
+//   hash) and, whenever a run has all its files and brings segments newer than the applied set,
+//   writes the run's plan (the current segment of every file) to Redis and announces it.
+// - Every instance, the coordinator included, decides the plan's partitions it owns and stages
+//   them (decide-partitions.ts). Whoever stages the last one swaps; the swap script checks that
+//   every partition is staged with verified counts, so the whole set or nothing goes live, once.
+// - When an instance dies, Kafka moves its partitions to the others, which decide what is not
+//   staged yet; when the coordinator dies, another one takes coupons.segments over and replays it.
+// - A run's transient failures are retried with backoff up to AGGREGATOR_MAX_ATTEMPTS; then, or at
+//   once for an error that a retry cannot fix (or that the code does not know), the run is
+//   recorded failed with its last error and the live set is left alone.
+// The only durable state is the topics and Redis, so a restart (or a SIGKILL at any moment) finds
+// the same plan and the staged partitions, and finishes what was complete but not applied.
 import { randomBytes } from 'node:crypto'
-import type { Admin, Consumer, Kafka } from 'kafkajs'
 import type { Redis } from 'ioredis'
+import type { Admin, Batch, Consumer, Kafka } from 'kafkajs'
 import type { Config } from '../shared/config.js'
 import { CouponsError, isCouponsError } from '../shared/errors.js'
 import { createKafka, ensureTopics, topicNames } from '../shared/kafka.js'
 import type { Logger } from '../shared/logger.js'
 import { createRedis } from '../shared/redis.js'
-import { decodeSegmentsRecord, type SegmentManifest } from '../shared/segments.js'
-import { aggregateRun, type RunStats } from './aggregate-run.js'
+import { decodeSegmentsRecord } from '../shared/segments.js'
+import { coPartitionedAssigner } from './co-partition-assigner.js'
+import { decidePartitions, type PartitionsStats } from './decide-partitions.js'
 import { MAX_FILES } from './partition-state.js'
+import { PartitionReader } from './partition-reader.js'
+import { decodePlan, encodePlan, planRun, type RunPlan } from './run-plan.js'
 import { SegmentsView, decideRuns, type ReadyRun } from './segments-view.js'
-import { ValidSetSwap } from './valid-set-swap.js'
+import { ValidSetSwap, type SegmentUsed, type SwapOutcome } from './valid-set-swap.js'
 
-const RETRY_DELAY_MS = 5000
 const MAX_RETRY_DELAY_MS = 60_000
+/** How often an instance looks at the plan without being told (a lost message, a dead swapper). */
+const PLAN_POLL_MS = 1000
+/** An idle group consumer polls this often; a read waits at most this long for its first batch. */
+const MAX_WAIT_TIME_MS = 250
+const SESSION_TIMEOUT_MS = 10_000
 
 /**
- * Delay before the next attempt after `failures` consecutive transient failures (Kafka or Redis
- * trouble): 5 s doubling up to 60 s. Such failures are retried without a cap: recording a
- * complete run as failed would block it for good, and the outage is not the run's fault.
+ * Delay before the next attempt after `failures` consecutive transient failures: `baseMs` doubling
+ * up to 60 s.
  */
-export function retryDelayMs (failures: number): number {
-  return Math.min(MAX_RETRY_DELAY_MS, RETRY_DELAY_MS * 2 ** Math.max(0, Math.min(failures - 1, 10)))
+export function retryDelayMs (baseMs: number, failures: number): number {
+  return Math.min(MAX_RETRY_DELAY_MS, baseMs * 2 ** Math.max(0, Math.min(failures - 1, 20)))
+}
+
+/**
+ * Whether retrying can fix an error: a CouponsError says so itself; KafkaJS marks its transient
+ * errors; a Redis connection lost mid-command is transient. Anything else is a bug or bad data
+ * until shown otherwise, and a retry would only repeat it.
+ */
+export function isRetriable (err: unknown): boolean {
+  if (isCouponsError(err)) return err.retriable
+  const { name, retriable } = err as { name?: unknown, retriable?: unknown }
+  if (typeof name === 'string' && name.startsWith('KafkaJS')) return retriable === true
+  return name === 'MaxRetriesPerRequestError' || (err as Error).message === 'Connection is closed.'
+}
+
+export interface RunStats {
+  runId: string
+  outcome: Exclude<SwapOutcome, { state: 'incomplete' | 'finished' }>
+  /** this instance's share */
+  partitions: PartitionsStats
+  ms: { read: number, decide: number, stage: number, swap: number, cleanup: number, total: number }
 }
 
 export interface AggregatorOptions {
   config: Config
   logger: Logger
-  /** called after each run the aggregator finishes (tests, benchmarks) */
+  /** called after each run this instance swapped (applied or superseded): metrics, tests, benchmarks */
   onRun?: (stats: RunStats) => void
+  /** called after this instance staged its partitions of a run */
+  onPartitions?: (runId: string, stats: PartitionsStats) => void
+  /** called at each (re)balance with the data partitions this instance owns now, and whether it coordinates */
+  onAssignment?: (partitions: number[], coordinator: boolean) => void
+  /** the group consumer stopped for good (a non-retriable Kafka error): the process should exit */
+  onFatal?: (err: Error) => void
+}
+
+/** What the coordinator knows while it holds coupons.segments. */
+interface Coordination {
+  view: SegmentsView
+  /** offset of the next coupons.segments record to apply; null until the replay start is known */
+  next: bigint | null
+  catchUpTo: bigint
+  caughtUp: boolean
+  /** runs with a result, or covered by the applied set when replayed: never looked at again */
+  finished: Set<string>
 }
 
 export class Aggregator {
+  /** this instance's name in staged records and logs */
+  readonly member: string
   readonly #config: Config
   readonly #logger: Logger
-  readonly #onRun: AggregatorOptions['onRun']
-  readonly #view = new SegmentsView()
-  readonly #finished = new Set<string>()
-  readonly #abort = new AbortController()
+  readonly #options: AggregatorOptions
+  readonly #closing = new AbortController()
+  readonly #segmentsTopic: string
+  readonly #dataTopics: string[]
   #kafka: Kafka | null = null
   #admin: Admin | null = null
   #redis: Redis | null = null
+  #subscriber: Redis | null = null
   #swap: ValidSetSwap | null = null
   #consumer: Consumer | null = null
-  #groupId: string | null = null
-  #failures = 0
-  #caughtUp = false
-  #dirty = false
-  #loop: Promise<void> | null = null
-  #retryTimer: NodeJS.Timeout | null = null
-  #closing: Promise<void> | null = null
+  #reader: PartitionReader | null = null
+  /** aborted at every rebalance: work on partitions of the previous assignment stops */
+  #assignment = new AbortController()
+  #owned: number[] = []
+  #coordination: Coordination | null = null
+  /** runId -> failed attempts of this instance */
+  readonly #failures = new Map<string, number>()
+  /** runs this instance gave up on (their failure is recorded, or will be once Redis answers) */
+  readonly #gaveUp = new Set<string>()
+  #work: Promise<void> | null = null
+  #workAgain = false
+  #workPlan: { runId: string, controller: AbortController } | null = null
+  #evaluation: Promise<void> | null = null
+  #evaluateAgain = false
+  #evaluateFailures = 0
+  readonly #timers = new Set<NodeJS.Timeout>()
+  #closed: Promise<void> | null = null
 
   constructor (options: AggregatorOptions) {
     this.#config = options.config
-    this.#logger = options.logger.child({ component: 'aggregator' })
-    this.#onRun = options.onRun
+    this.#options = options
+    this.member = `${options.config.instanceId}-${process.pid}-${randomBytes(2).toString('hex')}`
+    this.#logger = options.logger.child({ component: 'aggregator', member: this.member })
+    const topics = topicNames(options.config)
+    this.#segmentsTopic = topics.segments
+    this.#dataTopics = options.config.couponFiles.map(topics.data)
   }
 
   async start (): Promise<void> {
@@ -73,153 +145,378 @@ export class Aggregator {
     this.#kafka = createKafka(config, log, 'coupons-aggregator')
     this.#admin = this.#kafka.admin()
     await this.#admin.connect()
+    // The group subscribes to every data topic, so they must exist; a missing one is created with
+    // KAFKA_PARTITIONS (an existing one is the ingest's business: its count is never changed here).
+    const existing = new Set(await this.#admin.listTopics())
+    await ensureTopics(this.#admin, [
+      { topic: this.#segmentsTopic, numPartitions: 1 },
+      ...this.#dataTopics.filter((topic) => !existing.has(topic)).map((topic) => ({ topic, numPartitions: config.kafkaPartitions }))
+    ])
 
-    const leftovers = await this.#swap.deleteLeftovers()
-    if (leftovers.length > 0) log.warn({ keys: leftovers }, 'deleted staging or retired sets left by an interrupted swap')
+    this.#subscriber = createRedis(config.redisUrl, 'worker', log)
+    this.#subscriber.on('message', () => { this.#scheduleWork() })
+    await this.#subscriber.subscribe(this.#swap.keys.plans)
 
-    const topic = topicNames(config).segments
-    await ensureTopics(this.#admin, [{ topic, numPartitions: 1 }])
-    const [end] = await this.#admin.fetchTopicOffsets(topic)
-    const catchUpTo = BigInt(end.high) - 1n
-    this.#caughtUp = catchUpTo < BigInt(end.low)
-    log.info({ generation: await this.#swap.generation(), segmentsRecords: end.high }, 'aggregator starting: replaying coupons.segments')
-
-    // A throwaway group that never commits: every start replays the (small) topic from its start.
-    this.#groupId = `coupons-aggregator-${randomBytes(6).toString('hex')}`
-    this.#consumer = this.#kafka.consumer({ groupId: this.#groupId, allowAutoTopicCreation: false })
-    await this.#consumer.connect()
-    await this.#consumer.subscribe({ topic, fromBeginning: true })
-    await this.#consumer.run({
+    const consumer = this.#kafka.consumer({
+      groupId: config.aggregatorGroupId,
+      partitionAssigners: [coPartitionedAssigner(this.#segmentsTopic)],
+      maxBytesPerPartition: 8 << 20,
+      maxBytes: 32 << 20,
+      maxWaitTimeInMs: MAX_WAIT_TIME_MS,
+      // A dead instance's partitions move to the others within 10 s (KafkaJS's default is 30 s);
+      // heartbeats come from the fetch loop, which no decision blocks (they run on a thread).
+      sessionTimeout: SESSION_TIMEOUT_MS,
+      heartbeatInterval: 1000,
+      allowAutoTopicCreation: false
+    })
+    this.#consumer = consumer
+    this.#reader = new PartitionReader(consumer, this.#admin, log)
+    consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => { this.#onAssignment(payload.memberAssignment) })
+    consumer.on(consumer.events.CRASH, ({ payload }) => {
+      if (payload.restart || this.#closing.signal.aborted) return
+      log.fatal({ err: payload.error }, 'the aggregator\'s group consumer stopped for good')
+      this.#options.onFatal?.(payload.error)
+    })
+    await consumer.connect()
+    await consumer.subscribe({ topics: [this.#segmentsTopic, ...this.#dataTopics], fromBeginning: true })
+    await consumer.run({
       autoCommit: false,
-      eachMessage: async ({ message }) => {
-        try {
-          const record = decodeSegmentsRecord(message.value)
-          const first = this.#view.apply(record, BigInt(message.offset))
-          if (first !== undefined && record.type === 'segment') {
-            log.warn({ runId: record.runId, file: record.file, ignored: record.segmentId, offset: message.offset, kept: first.manifest.segmentId, keptOffset: first.offset.toString() },
-              'ignoring a second manifest of a file in one run (from an attempt that lost its job); the first one stands')
-          }
-        } catch (err) {
-          log.error({ err, offset: message.offset }, 'skipping an unreadable coupons.segments record')
-        }
-        if (!this.#caughtUp && BigInt(message.offset) >= catchUpTo) {
-          this.#caughtUp = true
-          log.info({ readyRuns: this.#view.readyRuns().length }, 'coupons.segments replayed')
-        }
-        if (this.#caughtUp) this.#schedule()
+      eachBatchAutoResolve: false,
+      eachBatch: async ({ batch, resolveOffset, isRunning, isStale }) => {
+        if (!isRunning() || isStale()) return
+        if (batch.topic === this.#segmentsTopic) this.#onSegmentsBatch(batch, resolveOffset)
+        else this.#reader?.onBatch(batch, resolveOffset)
       }
     })
-    if (this.#caughtUp) this.#schedule()
+    const timer = setInterval(() => { this.#scheduleWork() }, PLAN_POLL_MS)
+    timer.unref()
+    this.#timers.add(timer)
+    log.info({ group: config.aggregatorGroupId, generation: await this.#swap.generation() }, 'aggregator joined its group')
   }
 
-  #schedule (): void {
-    if (this.#closing !== null) return
-    this.#dirty = true
-    this.#loop ??= this.#evaluateLoop().finally(() => { this.#loop = null })
+  /**
+   * A (re)balance: work on the previous partitions stops, every data partition is paused until a
+   * read resumes it, and the coordinator (whoever holds coupons.segments now) replays it.
+   */
+  #onAssignment (assignment: Record<string, number[]>): void {
+    const consumer = this.#consumer as Consumer
+    this.#assignment.abort(new CouponsError('AGGREGATOR_REBALANCED', 'the group rebalanced: partitions moved', { retriable: true }))
+    this.#assignment = new AbortController()
+    const owned = new Set<number>()
+    const paused = []
+    for (const topic of this.#dataTopics) {
+      const partitions = assignment[topic] ?? []
+      for (const p of partitions) owned.add(p)
+      // Explicit partitions: KafkaJS forgets a whole-topic pause as soon as one partition is paused.
+      if (partitions.length > 0) paused.push({ topic, partitions })
+    }
+    consumer.pause(paused)
+    this.#owned = [...owned].sort((a, b) => a - b)
+    const coordinates = (assignment[this.#segmentsTopic] ?? []).includes(0)
+    this.#logger.info({ partitions: this.#owned, coordinator: coordinates }, 'partitions assigned')
+    this.#options.onAssignment?.(this.#owned, coordinates)
+    this.#coordination = null
+    if (coordinates) {
+      consumer.pause([{ topic: this.#segmentsTopic, partitions: [0] }])
+      this.#coordinate(this.#assignment.signal, 1)
+    }
+    this.#scheduleWork()
+  }
+
+  /** Starts the replay; until Redis and Kafka answer, tries again with backoff while it still coordinates. */
+  #coordinate (signal: AbortSignal, attempt: number): void {
+    this.#startCoordinating(signal).catch((err: unknown) => {
+      if (signal.aborted || this.#closing.signal.aborted) return
+      const delayMs = retryDelayMs(this.#config.aggregatorRetryDelayMs, attempt)
+      this.#logger.error({ err, retryInMs: delayMs }, `starting to coordinate failed; retrying in ${delayMs / 1000} s`)
+      this.#later(() => { if (!signal.aborted) this.#coordinate(signal, attempt + 1) }, delayMs)
+    })
+  }
+
+  async #startCoordinating (signal: AbortSignal): Promise<void> {
+    const swap = this.#swap as ValidSetSwap
+    const [applied, [end]] = await Promise.all([swap.applied(), (this.#admin as Admin).fetchTopicOffsets(this.#segmentsTopic)])
+    if (signal.aborted) return
+    const from = applied.replayFrom ?? BigInt(end.low)
+    const coordination: Coordination = { view: new SegmentsView(), next: from, catchUpTo: BigInt(end.high) - 1n, caughtUp: false, finished: new Set() }
+    this.#coordination = coordination
+    this.#logger.info({ from: from.toString(), to: coordination.catchUpTo.toString() }, 'coordinating: replaying coupons.segments')
+    if (coordination.catchUpTo < from) this.#caughtUp(coordination)
+    const consumer = this.#consumer as Consumer
+    consumer.seek({ topic: this.#segmentsTopic, partition: 0, offset: from.toString() })
+    consumer.resume([{ topic: this.#segmentsTopic, partitions: [0] }])
+  }
+
+  #onSegmentsBatch (batch: Batch, resolveOffset: (offset: string) => void): void {
+    const coordination = this.#coordination
+    if (coordination === null || coordination.next === null) {
+      (this.#consumer as Consumer).pause([{ topic: batch.topic, partitions: [0] }])
+      return
+    }
+    if (batch.messages.length === 0) return
+    if (BigInt(batch.firstOffset() as string) > coordination.next) {
+      (this.#consumer as Consumer).seek({ topic: batch.topic, partition: 0, offset: coordination.next.toString() })
+      return
+    }
+    resolveOffset(batch.lastOffset())
+    for (const message of batch.messages) {
+      const offset = BigInt(message.offset)
+      if (offset !== coordination.next) continue
+      coordination.next = offset + 1n
+      try {
+        const record = decodeSegmentsRecord(message.value)
+        const first = coordination.view.apply(record, offset)
+        if (first !== undefined && record.type === 'segment') {
+          this.#logger.warn({ runId: record.runId, file: record.file, ignored: record.segmentId, offset: message.offset, kept: first.manifest.segmentId, keptOffset: first.offset.toString() },
+            'ignoring a second manifest of a file in one run (from an attempt that lost its job); the first one stands')
+        }
+      } catch (err) {
+        this.#logger.error({ err, offset: message.offset }, 'skipping an unreadable coupons.segments record')
+      }
+      if (!coordination.caughtUp && offset >= coordination.catchUpTo) this.#caughtUp(coordination)
+    }
+    if (coordination.caughtUp) this.#scheduleEvaluation()
+  }
+
+  #caughtUp (coordination: Coordination): void {
+    coordination.caughtUp = true
+    this.#logger.info({ readyRuns: coordination.view.readyRuns().length }, 'coupons.segments replayed')
+    this.#scheduleEvaluation()
+  }
+
+  #scheduleEvaluation (): void {
+    if (this.#closing.signal.aborted) return
+    this.#evaluateAgain = true
+    this.#evaluation ??= this.#evaluateLoop().finally(() => { this.#evaluation = null })
   }
 
   async #evaluateLoop (): Promise<void> {
-    while (this.#dirty && this.#closing === null) {
-      this.#dirty = false
+    while (this.#evaluateAgain && !this.#closing.signal.aborted) {
+      this.#evaluateAgain = false
+      const coordination = this.#coordination
+      if (coordination === null || !coordination.caughtUp) return
       try {
-        await this.#evaluate()
-        this.#failures = 0
+        await this.#evaluate(coordination)
+        this.#evaluateFailures = 0
       } catch (err) {
-        if (this.#abort.signal.aborted) return
-        const delayMs = retryDelayMs(++this.#failures)
-        this.#logger.error({ err, failures: this.#failures, retryInMs: delayMs }, `aggregation failed; retrying in ${delayMs / 1000} s`)
-        this.#retryTimer = setTimeout(() => { this.#retryTimer = null; this.#schedule() }, delayMs)
+        if (this.#closing.signal.aborted) return
+        // Planning only reads Redis and writes the plan: it waits out an outage (the runs' own
+        // failures are bounded, in #runWork).
+        const delayMs = retryDelayMs(this.#config.aggregatorRetryDelayMs, ++this.#evaluateFailures)
+        this.#logger.error({ err, failures: this.#evaluateFailures, retryInMs: delayMs }, `planning failed; retrying in ${delayMs / 1000} s`)
+        this.#later(() => { this.#scheduleEvaluation() }, delayMs)
         return
       }
     }
   }
 
-  async #evaluate (): Promise<void> {
+  /** The coordinator's step: supersede what the applied set covers, plan the newest ready run. */
+  async #evaluate (coordination: Coordination): Promise<void> {
     const swap = this.#swap as ValidSetSwap
+    const { view, finished } = coordination
     const applied = await swap.applied()
-    const appliedOffset = applied.segmentsOffset
     const ready: ReadyRun[] = []
-    for (const runId of this.#view.readyRuns()) {
-      if (!this.#finished.has(runId) && await swap.hasResult(runId)) this.#finished.add(runId)
-      ready.push({ runId, newestOffset: this.#view.newestOffset(runId) as bigint })
+    for (const runId of view.readyRuns()) {
+      if (finished.has(runId)) continue
+      if (await swap.hasResult(runId)) {
+        finished.add(runId)
+        continue
+      }
+      ready.push({ runId, newestOffset: view.newestOffset(runId) as bigint })
     }
-    const decision = decideRuns(ready, appliedOffset, this.#finished)
+    const decision = decideRuns(ready, applied.segmentsOffset, finished)
     for (const runId of decision.supersede) {
       await swap.recordResult(runId, { state: 'superseded', error: `its segments are already in the set applied by run ${applied.generation}` })
-      this.#finished.add(runId)
+      finished.add(runId)
       this.#logger.info({ runId, generation: applied.generation }, 'run superseded: its segments are already applied')
     }
-    if (decision.apply !== null) {
-      await this.#applyRun(decision.apply)
-      // Older ready runs are superseded now.
-      this.#dirty = true
-    }
-  }
-
-  async #applyRun (runId: string): Promise<void> {
-    const config = this.#config
-    const swap = this.#swap as ValidSetSwap
+    if (applied.generation !== null) await swap.unlinkRetired(applied.generation)
+    await this.#advanceReplayFrom(coordination, applied.segmentsOffset)
+    if (decision.apply === null) return
+    const runId = decision.apply
+    const current = await swap.plan()
+    if (current?.runId === runId) return
+    let plan: RunPlan
     try {
-      const segments: SegmentManifest[] = []
-      const missing: string[] = []
-      let segmentsOffset = -1n
-      for (const file of config.couponFiles) {
-        const current = this.#view.current(file)
-        if (current === undefined) {
-          missing.push(file)
-          continue
-        }
-        segments.push(current.manifest)
-        if (current.offset > segmentsOffset) segmentsOffset = current.offset
-      }
-      if (missing.length > 0) {
-        // A set decided without some files would be published as complete (and answer 404 where
-        // the API should answer 503), so a partial set is never swapped in.
-        throw new CouponsError('AGGREGATOR_FILES_MISSING',
-          `${missing.join(', ')} ${missing.length === 1 ? 'has' : 'have'} no complete segment yet; ` +
-          'ingest them (POST /admin/ingest) before a partial run can be applied')
-      }
-      const stats = await aggregateRun({
-        config,
-        kafka: this.#kafka as Kafka,
-        admin: this.#admin as Admin,
-        swap,
-        logger: this.#logger,
-        runId,
-        segments,
-        segmentsOffset,
-        signal: this.#abort.signal
-      })
-      if (stats.outcome.state === 'superseded') {
-        await swap.recordResult(runId, { state: 'superseded', error: `a set at least as fresh was applied first (run ${stats.outcome.generation})` })
-      }
-      this.#finished.add(runId)
-      this.#onRun?.(stats)
+      plan = planRun(runId, this.#config.couponFiles, (file) => view.current(file), this.#config.minFiles)
     } catch (err) {
-      // Transient trouble (Kafka or Redis) is retried by the loop, with backoff, for as long as
-      // it lasts; only an error that a retry cannot fix fails the run for good.
-      if (this.#abort.signal.aborted || !isCouponsError(err) || err.retriable) throw err
-      await swap.clearStaging(runId)
-      await swap.recordResult(runId, { state: 'failed', error: `${err.code}: ${err.message}` })
-      this.#finished.add(runId)
-      this.#logger.error({ err, runId }, 'run failed; nothing was swapped')
+      await this.#failRun(runId, err, 1)
+      finished.add(runId)
+      return
+    }
+    await swap.setPlan(runId, encodePlan(plan))
+    this.#logger.info({ runId, partitions: plan.partitions, replaces: current?.runId, segments: plan.segments.map(({ file, segmentId, runId: from }) => ({ file, segmentId, runId: from })) }, 'run planned')
+  }
+
+  /**
+   * Moves the replay start past what no future evaluation needs: every file's current segment and
+   * every run still waiting for its result lie at or after it. A restart then replays a few
+   * records, however many runs came before.
+   */
+  async #advanceReplayFrom (coordination: Coordination, appliedOffset: bigint | null): Promise<void> {
+    if (appliedOffset === null) return
+    const { view, finished } = coordination
+    let from: bigint | null = null
+    const consider = (offset: bigint): void => { if (from === null || offset < from) from = offset }
+    for (const file of this.#config.couponFiles) {
+      const current = view.current(file)
+      if (current === undefined) return
+      consider(current.offset)
+    }
+    for (const [runId, offset] of view.runOffsets()) if (!finished.has(runId)) consider(offset)
+    if (from !== null) await (this.#swap as ValidSetSwap).advanceReplayFrom(from)
+  }
+
+  #scheduleWork (): void {
+    if (this.#closing.signal.aborted || this.#swap === null) return
+    this.#workAgain = true
+    this.#work ??= this.#workLoop().finally(() => { this.#work = null })
+  }
+
+  async #workLoop (): Promise<void> {
+    while (this.#workAgain && !this.#closing.signal.aborted) {
+      this.#workAgain = false
+      try {
+        await this.#runWork()
+      } catch (err) {
+        this.#logger.error({ err }, 'looking at the plan failed')
+      }
     }
   }
 
-  /** Stops following the topic, abandons a run in progress (nothing partial is live), closes clients. */
+  /** Decides this instance's unstaged partitions of the current plan, then swaps if all are staged. */
+  async #runWork (): Promise<void> {
+    const swap = this.#swap as ValidSetSwap
+    const current = await swap.plan()
+    if (current === null) {
+      this.#workPlan?.controller.abort(new CouponsError('AGGREGATOR_PLAN_CHANGED', 'the plan was withdrawn', { retriable: true }))
+      return
+    }
+    const { runId } = current
+    if (this.#workPlan !== null && this.#workPlan.runId !== runId) {
+      this.#workPlan.controller.abort(new CouponsError('AGGREGATOR_PLAN_CHANGED', `run ${runId} was planned instead of ${this.#workPlan.runId}`, { retriable: true }))
+    }
+    if (this.#gaveUp.has(runId) || this.#retryPending(runId)) return
+    let plan: RunPlan
+    try {
+      plan = decodePlan(current.body)
+    } catch (err) {
+      await this.#failRun(runId, err, 1)
+      return
+    }
+    if (await swap.hasResult(runId)) return
+    const staged = await swap.stagedPartitions(runId)
+    const mine = this.#owned.filter((p) => p < plan.partitions && !staged.has(p))
+    if (mine.length === 0) {
+      if (staged.size === plan.partitions) await this.#attempt(plan, async () => { await this.#trySwap(plan, null) })
+      return
+    }
+    const controller = new AbortController()
+    this.#workPlan = { runId, controller }
+    const signal = AbortSignal.any([controller.signal, this.#assignment.signal, this.#closing.signal])
+    try {
+      await this.#attempt(plan, async () => {
+        const stats = await decidePartitions({ plan, partitions: mine, reader: this.#reader as PartitionReader, swap, member: this.member, logger: this.#logger, signal })
+        this.#logger.info({ runId, partitions: mine, codesRead: stats.codesRead, validCount: stats.validCount, staged: stats.staged, ms: stats.ms }, 'partitions staged')
+        this.#options.onPartitions?.(runId, stats)
+        if (stats.staged === plan.partitions) await this.#trySwap(plan, stats)
+      }, signal)
+    } finally {
+      if (this.#workPlan?.controller === controller) this.#workPlan = null
+    }
+  }
+
+  #retryPending (runId: string): boolean {
+    return this.#retryAt.has(runId) && (this.#retryAt.get(runId) as number) > Date.now()
+  }
+
+  readonly #retryAt = new Map<string, number>()
+
+  /**
+   * Runs one attempt at a run's work. An abort (rebalance, new plan, closing) is no failure; a
+   * transient failure is retried after a backoff while attempts remain; any other failure, or the
+   * last attempt's, is recorded as the run's result.
+   */
+  async #attempt (plan: RunPlan, work: () => Promise<void>, signal?: AbortSignal): Promise<void> {
+    const { runId } = plan
+    try {
+      await work()
+      this.#failures.delete(runId)
+      this.#retryAt.delete(runId)
+    } catch (err) {
+      if (signal?.aborted === true || this.#closing.signal.aborted) {
+        this.#logger.info({ runId, reason: (signal?.reason as Error | undefined)?.message }, 'work on the run stopped')
+        this.#scheduleWork()
+        return
+      }
+      const failures = (this.#failures.get(runId) ?? 0) + 1
+      this.#failures.set(runId, failures)
+      const max = this.#config.aggregatorMaxAttempts
+      if (!isRetriable(err) || failures >= max) {
+        await this.#failRun(runId, err, failures)
+        return
+      }
+      const delayMs = retryDelayMs(this.#config.aggregatorRetryDelayMs, failures)
+      this.#logger.error({ err, runId, failures, maxAttempts: max, retryInMs: delayMs }, `aggregation failed; retrying in ${delayMs / 1000} s`)
+      this.#retryAt.set(runId, Date.now() + delayMs)
+      this.#later(() => { this.#scheduleWork() }, delayMs)
+    }
+  }
+
+  /** Records the run failed (unless it has a result already), so that it ends instead of looping. */
+  async #failRun (runId: string, err: unknown, attempts: number): Promise<void> {
+    this.#gaveUp.add(runId)
+    const error = isCouponsError(err) ? `${err.code}: ${err.message}` : `${(err as Error).name ?? 'Error'}: ${(err as Error).message ?? String(err)}`
+    this.#logger.error({ err, runId, attempts }, 'run failed; nothing was swapped')
+    try {
+      await (this.#swap as ValidSetSwap).recordResult(runId, { state: 'failed', error, attempts })
+    } catch (recordErr) {
+      // Redis is what failed, most likely: try again later, the run stays given up here.
+      this.#logger.error({ err: recordErr, runId }, 'recording the failed run failed; retrying')
+      this.#later(() => { void this.#failRun(runId, err, attempts) }, retryDelayMs(this.#config.aggregatorRetryDelayMs, attempts))
+    }
+  }
+
+  async #trySwap (plan: RunPlan, partitions: PartitionsStats | null): Promise<void> {
+    const swap = this.#swap as ValidSetSwap
+    const started = performance.now()
+    const segments: SegmentUsed[] = plan.segments.map(({ file, segmentId, runId }) => ({ file, segmentId, runId }))
+    const outcome = await swap.swap({ runId: plan.runId, partitions: plan.partitions, segments, segmentsOffset: BigInt(plan.segmentsOffset) })
+    const swapMs = performance.now() - started
+    if (outcome.state === 'incomplete' || outcome.state === 'finished') return
+    const at = performance.now()
+    if (outcome.state === 'applied') {
+      await deleteUnneededRecords(this.#admin as Admin, plan, this.#logger)
+      this.#logger.info({ runId: plan.runId, validCount: outcome.validCount, deciders: outcome.deciders }, 'aggregation applied')
+    } else {
+      this.#logger.info({ runId: plan.runId, generation: outcome.generation }, 'aggregation superseded by a newer run')
+    }
+    const share = partitions ?? { partitions: [], codesRead: 0, validCount: 0, stateBytes: 0, staged: plan.partitions, ms: { read: 0, decide: 0, stage: 0, total: 0 } }
+    const ms = { read: share.ms.read, decide: share.ms.decide, stage: share.ms.stage, swap: Math.round(swapMs), cleanup: Math.round(performance.now() - at), total: 0 }
+    ms.total = share.ms.total + ms.swap + ms.cleanup
+    this.#scheduleEvaluation()
+    this.#options.onRun?.({ runId: plan.runId, outcome, partitions: share, ms })
+  }
+
+  #later (fn: () => void, delayMs: number): void {
+    const timer = setTimeout(() => { this.#timers.delete(timer); fn() }, delayMs)
+    this.#timers.add(timer)
+  }
+
+  /** Leaves the group (its partitions move to the others), abandons work in progress, closes clients. */
   async close (): Promise<void> {
-    this.#closing ??= this.#close()
-    return await this.#closing
+    this.#closed ??= this.#close()
+    return await this.#closed
   }
 
   async #close (): Promise<void> {
-    this.#abort.abort(new CouponsError('AGGREGATOR_CLOSING', 'the aggregator is closing', { retriable: true }))
-    if (this.#retryTimer !== null) clearTimeout(this.#retryTimer)
+    this.#closing.abort(new CouponsError('AGGREGATOR_CLOSING', 'the aggregator is closing', { retriable: true }))
+    for (const timer of this.#timers) clearTimeout(timer)
     const steps: Array<() => Promise<unknown>> = [
+      async () => await this.#work?.catch(() => {}),
+      async () => await this.#evaluation?.catch(() => {}),
       async () => await this.#consumer?.disconnect(),
-      async () => await this.#loop?.catch(() => {}),
-      // The group never committed anything, but it would linger until Kafka expires it.
-      async () => { if (this.#groupId !== null) await this.#admin?.deleteGroups([this.#groupId]) },
+      async () => await this.#subscriber?.quit(),
       async () => await this.#admin?.disconnect(),
       async () => await this.#redis?.quit()
     ]
@@ -229,6 +526,25 @@ export class Aggregator {
       } catch (err) {
         this.#logger.warn({ err }, 'a step of closing the aggregator failed')
       }
+    }
+  }
+}
+
+/**
+ * Records before each current segment's first offset belong to older segments (or to attempts
+ * that never completed): no future aggregation reads them. A failure here costs disk, not
+ * correctness, so it is logged and the next swap tries again.
+ */
+async function deleteUnneededRecords (admin: Admin, plan: RunPlan, logger: Logger): Promise<void> {
+  for (const segment of plan.segments) {
+    const partitions = segment.partitions
+      .filter((range) => range.firstOffset !== null)
+      .map((range) => ({ partition: range.partition, offset: range.firstOffset as string }))
+    if (partitions.length === 0) continue
+    try {
+      await admin.deleteTopicRecords({ topic: segment.topic, partitions })
+    } catch (err) {
+      logger.warn({ err, topic: segment.topic }, 'deleting records older than the current segment failed; the next swap retries')
     }
   }
 }

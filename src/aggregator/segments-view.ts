@@ -18,6 +18,8 @@ export interface PlacedManifest {
 
 export class SegmentsView {
   readonly #runs = new Map<string, RunRecord>()
+  /** runId -> the offset of its run record */
+  readonly #runOffsets = new Map<string, bigint>()
   /** runId -> file -> the run's (first) manifest of that file */
   readonly #runManifests = new Map<string, Map<string, PlacedManifest>>()
   /** file -> its current segment */
@@ -30,6 +32,7 @@ export class SegmentsView {
   apply (record: SegmentsRecord, offset: bigint): PlacedManifest | undefined {
     if (record.type === 'run') {
       this.#runs.set(record.runId, record)
+      this.#runOffsets.set(record.runId, offset)
       return undefined
     }
     let manifests = this.#runManifests.get(record.runId)
@@ -68,6 +71,11 @@ export class SegmentsView {
       if (offset !== undefined && (newest === null || offset > newest)) newest = offset
     }
     return newest
+  }
+
+  /** Every run seen, with the offset of its run record. */
+  runOffsets (): ReadonlyMap<string, bigint> {
+    return this.#runOffsets
   }
 
   /** The current segment of a file and its offset, or undefined for a file never ingested. */

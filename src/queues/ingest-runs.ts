@@ -13,7 +13,7 @@ import type { Logger } from '../shared/logger.js'
 import { createRedis } from '../shared/redis.js'
 import { redisKeys, RUN_RESULT } from '../shared/redis-keys.js'
 import {
-  AppliedSegment, IngestAttempt, IngestProgress, type Run, type RunFile, type RunResult, type RunSource, type Schedule, type StartedRun
+  AppliedSegment, IngestAttempt, IngestProgress, type Run, type RunFile, RunResult, type RunSource, type Schedule, type StartedRun
 } from '../shared/run-contract.js'
 import { newRunId } from '../shared/segments.js'
 import {
@@ -191,8 +191,21 @@ export class IngestRuns {
       validCount: number(hash[RUN_RESULT.validCount]),
       swapMs: number(hash[RUN_RESULT.swapMs]),
       error: hash[RUN_RESULT.error] || null,
-      segments: appliedSegments(hash[RUN_RESULT.segments])
+      segments: appliedSegments(hash[RUN_RESULT.segments]),
+      deciders: deciders(hash[RUN_RESULT.deciders]),
+      attempts: number(hash[RUN_RESULT.attempts])
     }
+  }
+}
+
+/** The deciders field of a run result; {} when absent (not applied, or written before it existed) or unreadable. */
+function deciders (json: string | undefined): Record<string, number[]> {
+  if (json === undefined || json === '') return {}
+  try {
+    const parsed: unknown = JSON.parse(json)
+    return Value.Check(RunResult.properties.deciders, parsed) ? parsed : {}
+  } catch {
+    return {}
   }
 }
 

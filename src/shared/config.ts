@@ -43,6 +43,9 @@ export const EnvSchema = Type.Object({
   METRICS_TOKEN: Type.Optional(Type.Union([Type.Literal(''), Type.String({ minLength: 16 })], { description: 'Bearer token (16+ characters) Prometheus sends to GET /metrics (the api\'s and each METRICS_PORT server\'s); a token of its own, so a scraper cannot start runs. When unset or empty, /metrics refuses every request unless METRICS_PUBLIC=true' })),
   METRICS_PUBLIC: Type.Boolean({ default: false, description: 'Serve /metrics without a token (only where the port is reachable from the monitoring network alone); METRICS_TOKEN, when set, still wins' }),
   METRICS_PORT: Type.Integer({ default: 0, minimum: 0, maximum: 65535, description: 'Port of the /metrics server of the roles without an HTTP api (aggregator, worker, flash-sale), on HOST; 0: none (the api serves /metrics on PORT)' }),
+  AGGREGATOR_GROUP_ID: Type.Optional(Type.String({ minLength: 1, pattern: '^[A-Za-z0-9._-]+$', description: 'Kafka consumer group of the aggregator instances: the instances sharing it split the partitions of every run. Default: KAFKA_TOPIC_PREFIX + "coupons-aggregator", one group per deployment' })),
+  AGGREGATOR_MAX_ATTEMPTS: Type.Integer({ default: 5, minimum: 1, maximum: 50, description: 'Attempts an aggregator instance makes at its partitions of a run on transient failures (Kafka or Redis trouble) before it records the run failed; errors that a retry cannot fix fail it at once' }),
+  AGGREGATOR_RETRY_DELAY_MS: Type.Integer({ default: 5000, minimum: 10, maximum: 300_000, description: 'First retry delay of an aggregation after a transient failure; doubles with each attempt, up to 60 s' }),
   LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)), { default: 'info', description: 'pino level of every process (KafkaJS logs follow it)' })
 })
 
@@ -82,6 +85,9 @@ export interface Config {
   metricsPublic: boolean
   /** 0: no metrics server (roles other than the api) */
   metricsPort: number
+  aggregatorGroupId: string
+  aggregatorMaxAttempts: number
+  aggregatorRetryDelayMs: number
   logLevel: Env['LOG_LEVEL']
 }
 
@@ -133,6 +139,9 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     metricsToken: raw.METRICS_TOKEN === '' ? undefined : raw.METRICS_TOKEN,
     metricsPublic: raw.METRICS_PUBLIC,
     metricsPort: raw.METRICS_PORT,
+    aggregatorGroupId: raw.AGGREGATOR_GROUP_ID ?? `${raw.KAFKA_TOPIC_PREFIX}coupons-aggregator`,
+    aggregatorMaxAttempts: raw.AGGREGATOR_MAX_ATTEMPTS,
+    aggregatorRetryDelayMs: raw.AGGREGATOR_RETRY_DELAY_MS,
     logLevel: raw.LOG_LEVEL
   })
 }

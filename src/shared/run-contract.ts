@@ -76,7 +76,11 @@ export const RunResult = Type.Object({
   validCount: Nullable(Type.Integer()),
   swapMs: Nullable(Type.Number()),
   error: Nullable(Type.String()),
-  segments: Type.Array(AppliedSegment, { description: 'the segment of every configured file that the applied set was computed from; empty unless applied' })
+  segments: Type.Array(AppliedSegment, { description: 'the segment of every configured file that the applied set was computed from; empty unless applied' }),
+  deciders: Type.Record(Type.String(), Type.Array(Type.Integer({ minimum: 0 })), {
+    description: 'aggregator instance -> the partitions it decided for the applied set (instances of one AGGREGATOR_GROUP_ID split them); empty unless applied'
+  }),
+  attempts: Nullable(Type.Integer({ minimum: 1, description: 'attempts the aggregator instance that failed the run made (AGGREGATOR_MAX_ATTEMPTS for transient failures); null unless failed' }))
 }, { description: 'What the aggregator did with the run' })
 export type RunResult = Static<typeof RunResult>
 

@@ -4,42 +4,16 @@
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { gunzipSync, gzipSync } from 'node:zlib'
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { generateCoupons } from '../../src/gen/generate-coupons.js'
 import { META, RUN_RESULT } from '../../src/shared/redis-keys.js'
 import type { RunPhase } from '../../src/aggregator/run-phases.js'
-import { ingestRun, liveSet, runResult, setupPipeline, spawnAggregator, waitFor, type Pipeline } from '../helpers/aggregator-fixtures.js'
+import { ingestRun, liveSet, pollMembership, runResult, setupPipeline, spawnAggregator, waitFor } from '../helpers/aggregator-fixtures.js'
 import { freePort } from '../helpers/api-env.js'
 import { sampleValue } from '../helpers/metrics-text.js'
 
 const FILES = ['couponbase1.gz', 'couponbase2.gz', 'couponbase3.gz']
 const PAUSE_POINTS: RunPhase[] = ['reading', 'staging', 'after-exec']
-
-/** Polls three codes at once (MULTI, so one consistent snapshot) until stopped. */
-function pollMembership (t: Test, pipeline: Pipeline, codes: string[]): { stop: () => Promise<Set<string>> } {
-  const redis = pipeline.redis.duplicate()
-  const seen = new Set<string>()
-  const state = { running: true }
-  const loop = (async () => {
-    while (state.running) {
-      const replies = await redis.multi(codes.map((code) => ['sismember', pipeline.keys.valid, code])).exec()
-      seen.add((replies ?? []).map(([, member]) => String(member)).join(''))
-    }
-  })()
-  let stopped: Promise<Set<string>> | undefined
-  const stop = async (): Promise<Set<string>> => {
-    stopped ??= (async () => {
-      state.running = false
-      await loop.catch(() => {})
-      await redis.quit()
-      return seen
-    })()
-    return await stopped
-  }
-  // A failing assertion earlier in the test must not leave the poller running until tap's timeout.
-  t.teardown(stop)
-  return { stop }
-}
 
 for (const point of PAUSE_POINTS) {
   t.test(`killed ${point === 'after-exec' ? 'right after the MULTI' : `while ${point}`}, a restarted aggregator ends with the right set`, async (t) => {

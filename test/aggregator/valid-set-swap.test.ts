@@ -4,7 +4,7 @@ import { packCode } from '../../src/shared/code-packing.js'
 import { META, RUN_RESULT, RUN_RESULT_TTL_SECONDS } from '../../src/shared/redis-keys.js'
 import { newRunId } from '../../src/shared/segments.js'
 import type { PackedCodes } from '../../src/aggregator/partition-state.js'
-import { ValidSetSwap } from '../../src/aggregator/valid-set-swap.js'
+import { STAGING_TTL_SECONDS, ValidSetSwap } from '../../src/aggregator/valid-set-swap.js'
 import { deleteRedisPrefix, silentLogger, testConfig } from '../helpers/test-env.js'
 import { waitFor } from '../../scripts/lib/wait-for.js'
 
@@ -26,12 +26,12 @@ async function setup (t: Test): Promise<{ redis: Redis, swap: ValidSetSwap }> {
   return { redis, swap: new ValidSetSwap(redis, config.redisPrefix, silentLogger) }
 }
 
-/** Stages and swaps `codes` as computed from manifests up to coupons.segments offset `segmentsOffset`. */
-async function publish (swap: ValidSetSwap, runId: string, codes: string[], segmentsOffset: bigint, stagingMs?: number): ReturnType<ValidSetSwap['swap']> {
-  const stagingStarted = performance.now()
+/** Stages `codes` as the one partition of a run and swaps, as computed from manifests up to coupons.segments offset `segmentsOffset`. */
+async function publish (swap: ValidSetSwap, runId: string, codes: string[], segmentsOffset: bigint, stageMs = 0): ReturnType<ValidSetSwap['swap']> {
   await swap.clearStaging(runId)
   await swap.stage(runId, packed(codes))
-  return await swap.swap({ runId, validCount: codes.length, segments: [{ file: 'a', segmentId: 's', runId }], segmentsOffset, stagingMs: stagingMs ?? performance.now() - stagingStarted })
+  await swap.recordStaged(runId, 0, { validCount: codes.length, member: 'm1', stageMs })
+  return await swap.swap({ runId, partitions: 1, segments: [{ file: 'a', segmentId: 's', runId }], segmentsOffset })
 }
 
 t.test('a swap publishes the staged set, the meta hash, the run result and a message', async (t) => {
@@ -56,11 +56,14 @@ t.test('a swap publishes the staged set, the meta hash, the run result and a mes
   t.equal(meta[META.swapMs], String(outcome.swapMs))
   t.same(JSON.parse(meta[META.segments]), [{ file: 'a', segmentId: 's', runId }])
   t.equal(meta[META.segmentsOffset], '7')
-  t.same(await swap.applied(), { generation: runId, segmentsOffset: 7n, segments: [{ file: 'a', segmentId: 's', runId }] })
+  t.same(await swap.applied(), { generation: runId, segmentsOffset: 7n, segments: [{ file: 'a', segmentId: 's', runId }], partitions: 1, replayFrom: null })
   const result = await redis.hgetall(swap.keys.runResult(runId))
   t.equal(result[RUN_RESULT.state], 'applied')
   t.equal(result[RUN_RESULT.validCount], String(codes.length))
   t.same(JSON.parse(result[RUN_RESULT.segments]), [{ file: 'a', segmentId: 's', runId }], 'the run result names the segments the set was computed from')
+  t.same(JSON.parse(result[RUN_RESULT.deciders]), { m1: [0] }, 'the run result names who decided each partition')
+  t.equal(await redis.ttl(swap.keys.valid), -1, 'the live set never expires (the staging set it was renamed from did)')
+  t.equal(await redis.exists(swap.keys.staged(runId)), 0, 'the staged records are dropped')
   t.ok(await expiresInAboutThirtyDays(redis, swap.keys.runResult(runId)), 'the run result expires in 30 days')
   t.same(await redis.keys(`${swap.keys.staging('*')}`), [], 'no staging key is left')
   await waitFor('the swap to be announced', async () => messages.length >= 1)
@@ -114,24 +117,47 @@ t.test('an empty valid set removes the live set and records a count of 0', async
   t.equal(await redis.hget(swap.keys.meta, META.generation), runId)
 })
 
-t.test('an incomplete staging set is never swapped in', async (t) => {
+t.test('a staging set holding other codes than its partitions recorded is never swapped in, and is dropped', async (t) => {
   const { redis, swap } = await setup(t)
   await publish(swap, newRunId(new Date(Date.now() - 1000)), ['OLDCODE1'], 1n)
   const runId = newRunId()
   await swap.stage(runId, packed(['NEWCODE1']))
-  await t.rejects(swap.swap({ runId, validCount: 2, segments: [], segmentsOffset: 2n, stagingMs: 0 }), { code: 'AGGREGATOR_STAGING_INCOMPLETE' })
+  await swap.recordStaged(runId, 0, { validCount: 2, member: 'm1', stageMs: 1 })
+  await t.rejects(swap.swap({ runId, partitions: 1, segments: [], segmentsOffset: 2n }), { code: 'AGGREGATOR_STAGING_INCOMPLETE' })
   t.same(await redis.smembers(swap.keys.valid), ['OLDCODE1'])
+  t.equal(await redis.exists(swap.keys.staging(runId), swap.keys.staged(runId)), 0, 'its partitions are decided again from scratch')
+  t.equal(await swap.hasResult(runId), false)
 })
 
-t.test('leftover staging and retired sets are deleted, the live set is not', async (t) => {
+t.test('a run with a partition not yet staged is not swapped', async (t) => {
   const { redis, swap } = await setup(t)
-  await publish(swap, newRunId(), ['LIVECODE'], 1n)
-  await redis.sadd(swap.keys.staging('crashed'), 'PARTIAL1')
-  await redis.sadd(swap.keys.retired('crashed'), 'RETIRED1')
-  const deleted = await swap.deleteLeftovers()
-  t.same(deleted.sort(), [swap.keys.retired('crashed'), swap.keys.staging('crashed')])
-  t.same(await redis.smembers(swap.keys.valid), ['LIVECODE'])
-  t.equal(await redis.exists(swap.keys.staging('crashed'), swap.keys.retired('crashed')), 0)
+  const runId = newRunId()
+  await swap.stage(runId, packed(['NEWCODE1']))
+  t.equal(await swap.recordStaged(runId, 1, { validCount: 1, member: 'm2', stageMs: 1 }), 1, 'one partition of two is staged')
+  t.same(await swap.swap({ runId, partitions: 2, segments: [], segmentsOffset: 2n }), { state: 'incomplete', staged: 1 })
+  t.equal(await redis.exists(swap.keys.valid), 0)
+  t.equal(await swap.hasResult(runId), false)
+  const ttl = await redis.ttl(swap.keys.staging(runId))
+  t.ok(ttl > STAGING_TTL_SECONDS - 60 && ttl <= STAGING_TTL_SECONDS, `the staging set expires unless touched again (ttl ${ttl} s)`)
+  t.ok(await redis.ttl(swap.keys.staged(runId)) > 0, 'so do its partition records')
+})
+
+t.test('partitions staged by two members swap once: concurrent swaps apply one and report the rest finished', async (t) => {
+  const { redis, swap } = await setup(t)
+  const runId = newRunId()
+  await swap.setPlan(runId, '{}')
+  await swap.stage(runId, packed(['PARTZERO', 'PARTZER2']))
+  await swap.recordStaged(runId, 0, { validCount: 2, member: 'a-1', stageMs: 1000 })
+  await swap.stage(runId, packed(['PARTONE1']))
+  await swap.recordStaged(runId, 1, { validCount: 1, member: 'b-2', stageMs: 234 })
+  const outcomes = await Promise.all(Array.from({ length: 5 }, async () => await swap.swap({ runId, partitions: 2, segments: [], segmentsOffset: 4n })))
+  t.same(outcomes.map((o) => o.state).sort(), ['applied', 'finished', 'finished', 'finished', 'finished'])
+  t.same((await redis.smembers(swap.keys.valid)).sort(), ['PARTONE1', 'PARTZER2', 'PARTZERO'])
+  const result = await redis.hgetall(swap.keys.runResult(runId))
+  t.same(JSON.parse(result[RUN_RESULT.deciders]), { 'a-1': [0], 'b-2': [1] })
+  t.equal(result[RUN_RESULT.swapMs], '1234', 'swapMs is the staging time of every partition summed')
+  t.equal(await redis.hget(swap.keys.meta, META.partitions), '2')
+  t.equal(await swap.plan(), null, 'the plan of the applied run is withdrawn')
 })
 
 t.test('run results are recorded with an expiry', async (t) => {
@@ -143,11 +169,14 @@ t.test('run results are recorded with an expiry', async (t) => {
   t.ok(await expiresInAboutThirtyDays(redis, swap.keys.runResult('R1')), 'the run result expires in 30 days')
 })
 
-t.test('swapMs is the staging time plus the atomic step, not the whole aggregation', async (t) => {
+t.test('a run\'s first result stands: a later failure does not overwrite it', async (t) => {
   const { redis, swap } = await setup(t)
-  const outcome = await publish(swap, '20260101T000000000Z-aaaaaaaa', ['OVER9000'], 1n, 1234)
-  t.equal(outcome.state, 'applied')
-  const swapMs = Number(await redis.hget(swap.keys.meta, META.swapMs))
-  t.ok(swapMs >= 1234, `swapMs ${swapMs} includes the 1234 ms of staging it was given`)
-  t.ok(swapMs < 1234 + 1000, `swapMs ${swapMs} adds only the atomic step to it`)
+  const runId = newRunId()
+  await swap.setPlan(runId, '{}')
+  await swap.stage(runId, packed(['STAGED01']))
+  t.equal(await swap.recordResult(runId, { state: 'failed', error: 'AGGREGATOR_STAGING_FAILED: first' }), true)
+  t.equal(await swap.recordResult(runId, { state: 'failed', error: 'AGGREGATOR_STAGING_FAILED: second' }), false)
+  t.equal(await redis.hget(swap.keys.runResult(runId), RUN_RESULT.error), 'AGGREGATOR_STAGING_FAILED: first')
+  t.equal(await redis.exists(swap.keys.staging(runId)), 0, 'its staging set is dropped')
+  t.equal(await swap.plan(), null, 'its plan is withdrawn')
 })

@@ -94,3 +94,29 @@ export function spawnAggregator (t: Test, pipeline: Pipeline, options: { pauseAt
   const entry = options.pauseAt === undefined ? ['src/cli.ts', 'aggregator'] : ['test/helpers/paused-aggregator.ts', options.pauseAt]
   return spawnLogged(t, 'the aggregator', entry, pipeline.env)
 }
+
+/** Polls three codes at once (MULTI, so one consistent snapshot) until stopped. */
+export function pollMembership (t: Test, pipeline: Pipeline, codes: string[]): { stop: () => Promise<Set<string>> } {
+  const redis = pipeline.redis.duplicate()
+  const seen = new Set<string>()
+  const state = { running: true }
+  const loop = (async () => {
+    while (state.running) {
+      const replies = await redis.multi(codes.map((code) => ['sismember', pipeline.keys.valid, code])).exec()
+      seen.add((replies ?? []).map(([, member]) => String(member)).join(''))
+    }
+  })()
+  let stopped: Promise<Set<string>> | undefined
+  const stop = async (): Promise<Set<string>> => {
+    stopped ??= (async () => {
+      state.running = false
+      await loop.catch(() => {})
+      await redis.quit()
+      return seen
+    })()
+    return await stopped
+  }
+  // A failing assertion earlier in the test must not leave the poller running until tap's timeout.
+  t.teardown(stop)
+  return { stop }
+}

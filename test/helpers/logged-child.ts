@@ -10,6 +10,8 @@ export interface LoggedChild {
   exited: Promise<number | null>
   /** resolves with the first JSON log line whose msg includes the text */
   waitForLog: (text: string, timeoutMs?: number) => Promise<Record<string, unknown>>
+  /** every JSON log line so far whose msg includes the text, oldest first */
+  logs: (text: string) => Array<Record<string, unknown>>
   /** SIGKILL, then wait for the exit */
   kill: () => Promise<void>
   /** SIGTERM (a graceful shutdown), then the exit code */
@@ -52,6 +54,7 @@ export function spawnLogged (t: Test, name: string, entry: string[], env: NodeJS
     child,
     exited,
     kill,
+    logs: (text) => lines.filter((line) => String(line.msg).includes(text)),
     stop: async () => {
       if (running()) child.kill('SIGTERM')
       return await exited
