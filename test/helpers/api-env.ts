@@ -11,6 +11,7 @@ import type { Config } from '../../src/shared/config.js'
 import { CouponsError } from '../../src/shared/errors.js'
 import { createLogger } from '../../src/shared/logger.js'
 import { META, redisKeys } from '../../src/shared/redis-keys.js'
+import type { RedisClient } from '../../src/shared/redis.js'
 import { deleteRedisPrefix, deleteTopics, testConfig, testKafka } from './test-env.js'
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef'
@@ -58,7 +59,7 @@ export async function testApp (t: Teardown, env: NodeJS.ProcessEnv = {}, options
 }
 
 /** Publishes a valid set the way the aggregator's swap leaves it: the live SET plus meta. */
-export async function publishSet (redis: Redis, prefix: string, codes: string[], generation = 'run-test'): Promise<void> {
+export async function publishSet (redis: RedisClient, prefix: string, codes: string[], generation = 'run-test'): Promise<void> {
   const keys = redisKeys(prefix)
   const multi = redis.multi()
   multi.del(keys.valid)
@@ -77,7 +78,8 @@ export async function publishSet (redis: Redis, prefix: string, codes: string[],
  * asynchronous, so `settle` sends a marker command over that connection and waits until it is
  * seen: every earlier command has then been seen too (Redis feeds MONITOR in order).
  */
-export async function commandCounter (redisUrl: string, client: Redis) {
+export async function commandCounter (redisUrl: string, client: RedisClient) {
+  if (!(client instanceof Redis)) throw new Error('commandCounter watches one Redis server, not a cluster')
   const source = `${client.stream.localAddress ?? ''}:${client.stream.localPort ?? ''}`
   // monitor() opens its own connection; the lazy client it is made from never connects.
   const monitor = await new Redis(redisUrl, { lazyConnect: true }).monitor()
