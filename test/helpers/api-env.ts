@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { Redis } from 'ioredis'
+import { Cluster, Redis } from 'ioredis'
 import { buildApp, type App, type BuildAppOptions } from '../../src/api/app.js'
 import type { FlashSale } from '../../src/flash-sale/contract.js'
 import type { Config } from '../../src/shared/config.js'
@@ -26,8 +26,8 @@ interface Teardown { teardown: (fn: () => unknown) => void }
 export interface TestApp {
   app: App
   config: Config
-  /** a plain client on the same Redis as the app, for arranging state */
-  redis: Redis
+  /** a plain client on the same Redis (or Redis Cluster) as the app, for arranging state */
+  redis: RedisClient
 }
 
 /** A ready app on a fresh prefix; closed and cleaned up when the test ends. */
@@ -40,7 +40,9 @@ export async function testApp (t: Teardown, env: NodeJS.ProcessEnv = {}, options
   // busy CI machine the app's own start-up can stall its loop past the threshold and shed a
   // request that the test meant to check for something else.
   const app = buildApp({ config, logger: createLogger('silent'), redisConnectWaitMs: 500, maxEventLoopDelayMs: 0, ...flashSale, ...options })
-  const redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => 200 })
+  const redis: RedisClient = config.redisClusterNodes.length > 0
+    ? new Cluster(config.redisClusterNodes, { lazyConnect: true, clusterRetryStrategy: () => 200, redisOptions: { maxRetriesPerRequest: 1 } })
+    : new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => 200 })
   redis.on('error', () => {})
   t.teardown(async () => {
     try {
