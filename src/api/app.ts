@@ -91,7 +91,7 @@ export function buildApp (options: BuildAppOptions) {
   app.register(swaggerUi, { routePrefix: '/docs' })
 
   const dependencyTimeoutMs = options.dependencyTimeoutMs ?? 5000
-  app.register(redisPlugin, { url: config.redisUrl, logger, connectWaitMs: options.redisConnectWaitMs })
+  app.register(redisPlugin, { target: config, logger, connectWaitMs: options.redisConnectWaitMs })
   app.register(ingestRunsPlugin, { config, logger, ingestRuns: options.ingestRuns })
   app.register(postgresPlugin, { databaseUrl: config.databaseUrl, logger })
   app.register(flashSalePlugin, { config, logger, flashSale: options.flashSale })

@@ -1,13 +1,13 @@
 // The public route's view of the live set (DESIGN section 6): one SISMEMBER per lookup. A member
 // is valid; a non-member is invalid only once a set is known to have been published, because an
 // empty published set deletes the live key and a never-published (or wiped) Redis looks the same.
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../shared/redis.js'
 import { META, redisKeys, type RedisKeys } from '../shared/redis-keys.js'
 
 export type Lookup = 'valid' | 'invalid' | 'unpublished'
 
 export class ValidSet {
-  readonly #redis: Redis
+  readonly #redis: RedisClient
   readonly #keys: RedisKeys
   /**
    * Set once meta has a generation, so a non-member costs one command from then on. Forgotten on
@@ -15,7 +15,7 @@ export class ValidSet {
    */
   #published = false
 
-  constructor (redis: Redis, prefix: string) {
+  constructor (redis: RedisClient, prefix: string) {
     this.#redis = redis
     this.#keys = redisKeys(prefix)
     redis.on('close', () => { this.#published = false })

@@ -7,7 +7,7 @@
 // finds at a renewal that the lock is no longer its own sees its `signal` abort, so it stops and
 // never publishes a manifest it no longer has the right to.
 import { randomBytes } from 'node:crypto'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../shared/redis.js'
 import { CouponsError } from '../shared/errors.js'
 
 const LOCK_TTL_MS = 30_000
@@ -26,7 +26,7 @@ export interface FileLock {
 }
 
 /** Waits until the lock is free, then holds it until release(); `onWait` is called once if it has to wait. */
-export async function acquireFileLock (redis: Redis, key: string, options: { signal?: AbortSignal, onWait?: () => void } = {}): Promise<FileLock> {
+export async function acquireFileLock (redis: RedisClient, key: string, options: { signal?: AbortSignal, onWait?: () => void } = {}): Promise<FileLock> {
   const token = randomBytes(8).toString('hex')
   let waited = false
   while ((await redis.set(key, token, 'PX', LOCK_TTL_MS, 'NX')) !== 'OK') {
@@ -61,7 +61,7 @@ export async function acquireFileLock (redis: Redis, key: string, options: { sig
  * does or when the lock is lost (a producer that lost its lock stops before writing a manifest),
  * and the lock itself, to check right before the manifest.
  */
-export async function withFileLock<T> (redis: Redis, key: string, options: { signal?: AbortSignal, onWait?: () => void }, work: (signal: AbortSignal, lock: FileLock) => Promise<T>): Promise<T> {
+export async function withFileLock<T> (redis: RedisClient, key: string, options: { signal?: AbortSignal, onWait?: () => void }, work: (signal: AbortSignal, lock: FileLock) => Promise<T>): Promise<T> {
   const lock = await acquireFileLock(redis, key, options)
   try {
     return await work(options.signal === undefined ? lock.signal : AbortSignal.any([options.signal, lock.signal]), lock)

@@ -43,7 +43,7 @@ export async function ingestCommand (argv: string[]): Promise<void> {
   const kafka = createKafka(config, logger, 'coupons-ingest-cli')
   // The per-file lock the workers take too: a cron ingest never produces a file at the same time as
   // a queued job (the aggregator's clean-up could otherwise delete the other production's start).
-  const redis = createRedis(config.redisUrl, 'worker', logger)
+  const redis = createRedis(config, 'worker', logger)
   const keys = redisKeys(config.redisPrefix)
   const abort = new AbortController()
   let work: Promise<void> = Promise.resolve()

@@ -7,14 +7,13 @@
 // lock then expires and BullMQ's stalled check gives the job to a live worker.
 import type { SandboxedJob } from 'bullmq'
 import { UnrecoverableError, WaitingError } from 'bullmq'
-import type { Redis } from 'ioredis'
 import type { Kafka } from 'kafkajs'
 import { produceFile } from '../ingest/produce-file.js'
 import type { Config } from '../shared/config.js'
 import { CouponsError, isCouponsError } from '../shared/errors.js'
 import { createKafka } from '../shared/kafka.js'
 import { createLogger, type Logger } from '../shared/logger.js'
-import { createRedis } from '../shared/redis.js'
+import { createRedis, type RedisClient } from '../shared/redis.js'
 import type { IngestAttempt, IngestProgress } from '../shared/run-contract.js'
 import { newRunId } from '../shared/segments.js'
 import { withFileLock } from '../ingest/file-lock.js'
@@ -23,7 +22,7 @@ import { redisKeys } from '../shared/redis-keys.js'
 import { lowerPriority } from '../shared/process-priority.js'
 import { jobLockKey, SANDBOX_CONFIG_ENV, type FileJobData, type FileJobResult } from './ingest-jobs.js'
 
-interface Sandbox { config: Config, logger: Logger, kafka: Kafka, redis: Redis }
+interface Sandbox { config: Config, logger: Logger, kafka: Kafka, redis: RedisClient }
 let sandbox: Sandbox | undefined
 
 /** How long an orphaned child lets its production unwind (release the file lock) before it exits anyway. */
@@ -57,7 +56,7 @@ function getSandbox (): Sandbox {
   const config = JSON.parse(raw) as Config
   const logger = createLogger(config.logLevel, 'ingest-processor')
   lowerPriority(config.pipelineNice, logger)
-  sandbox = { config, logger, kafka: createKafka(config, logger, 'coupons-ingest'), redis: createRedis(config.redisUrl, 'worker', logger) }
+  sandbox = { config, logger, kafka: createKafka(config, logger, 'coupons-ingest'), redis: createRedis(config, 'worker', logger) }
   return sandbox
 }
 

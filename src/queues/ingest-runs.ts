@@ -4,13 +4,12 @@
 import { FlowProducer, Job, Queue } from 'bullmq'
 import { Type } from 'typebox'
 import { Value } from 'typebox/value'
-import type { Redis } from 'ioredis'
 import type { Kafka } from 'kafkajs'
 import { publishRunRecord } from '../ingest/run-record.js'
 import { checkRunFiles, type Config } from '../shared/config.js'
 import { createKafka } from '../shared/kafka.js'
 import type { Logger } from '../shared/logger.js'
-import { createRedis } from '../shared/redis.js'
+import { createRedis, type RedisClient } from '../shared/redis.js'
 import { redisKeys, RUN_RESULT } from '../shared/redis-keys.js'
 import {
   AppliedSegment, IngestAttempt, IngestProgress, type Run, type RunFile, RunResult, type RunSource, type Schedule, type StartedRun
@@ -52,7 +51,7 @@ const STALLED = 'stalled'
 export class IngestRuns {
   readonly #config: Config
   readonly #logger: Logger
-  readonly #redis: Redis
+  readonly #redis: RedisClient
   readonly #kafka: Kafka
   readonly #runs: Queue<RunJobData | StartRunJobData>
   readonly #files: Queue<FileJobData, FileJobResult>
@@ -63,7 +62,7 @@ export class IngestRuns {
     const { config, logger } = options
     this.#config = config
     this.#logger = logger
-    this.#redis = createRedis(config.redisUrl, 'producer', logger)
+    this.#redis = createRedis(config, 'producer', logger)
     this.#kafka = createKafka(config, logger, 'coupons-ingest-runs')
     const { bullPrefix: prefix } = redisKeys(config.redisPrefix)
     this.#runs = new Queue(RUNS_QUEUE, { connection: this.#redis, prefix })

@@ -49,7 +49,7 @@ export function createIngestWorker (options: { config: Config, logger: Logger, m
   const { config } = options
   const logger = options.logger.child({ component: 'ingest-worker' })
   const { bullPrefix: prefix } = redisKeys(config.redisPrefix)
-  const connection = createRedis(config.redisUrl, 'worker', logger)
+  const connection = createRedis(config, 'worker', logger)
   const kafka = createKafka(config, logger, 'coupons-ingest-scheduler')
   const flows = new FlowProducer({ connection, prefix })
 

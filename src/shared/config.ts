@@ -16,8 +16,9 @@ export function isFileName (name: string): boolean {
 export const EnvSchema = Type.Object({
   PORT: Type.Integer({ default: 3000, minimum: 0, maximum: 65535, description: 'HTTP port of the api' }),
   HOST: Type.String({ default: '127.0.0.1', description: 'Interface the api listens on (0.0.0.0 in containers)' }),
-  REDIS_URL: Type.String({ default: 'redis://127.0.0.1:6379', pattern: '^rediss?://', description: 'Redis for the valid set, its meta and BullMQ' }),
-  REDIS_PREFIX: Type.String({ default: 'coupons:', pattern: '^[A-Za-z0-9:._-]+$', description: 'Prefix of every Redis key (the set, meta, swaps channel and BullMQ queues)' }),
+  REDIS_URL: Type.String({ default: 'redis://127.0.0.1:6379', pattern: '^rediss?://', description: 'Redis for the valid set, its meta and BullMQ. With REDIS_CLUSTER_NODES set only its user, password and rediss:// (TLS) are used' }),
+  REDIS_CLUSTER_NODES: Type.String({ default: '', pattern: '^([^,\\s:]+:[0-9]+(,[^,\\s:]+:[0-9]+)*)?$', description: 'Comma-separated host:port seed nodes of a Redis Cluster; empty: one Redis at REDIS_URL' }),
+  REDIS_PREFIX: Type.String({ default: 'coupons:', pattern: '^[A-Za-z0-9:._-]*(\\{[A-Za-z0-9:._-]+\\})?[A-Za-z0-9:._-]*$', minLength: 1, description: 'Prefix of every Redis key (the set, meta, swaps channel and BullMQ queues). The keys of the set and of BullMQ carry hash tags derived from it (one slot each on a Redis Cluster); a prefix with a {tag} of its own is used as it is, every key in that one slot' }),
   KAFKA_BROKERS: Type.String({ default: '127.0.0.1:9092', pattern: '^[^,\\s]+(,[^,\\s]+)*$', description: 'Comma-separated host:port list' }),
   KAFKA_PARTITIONS: Type.Integer({ default: 8, minimum: 1, maximum: 1024, description: 'Partitions of each data topic; a code goes to hash(code) mod this' }),
   KAFKA_TOPIC_PREFIX: Type.String({ default: '', pattern: '^[A-Za-z0-9._-]*$', description: 'Prefix of every topic name (empty: topics are named exactly after the files)' }),
@@ -55,6 +56,8 @@ export interface Config {
   port: number
   host: string
   redisUrl: string
+  /** seed nodes of a Redis Cluster; empty: the one Redis at redisUrl */
+  redisClusterNodes: Array<{ host: string, port: number }>
   redisPrefix: string
   kafkaBrokers: string[]
   kafkaPartitions: number
@@ -112,6 +115,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     port: raw.PORT,
     host: raw.HOST,
     redisUrl: raw.REDIS_URL,
+    redisClusterNodes: raw.REDIS_CLUSTER_NODES === '' ? [] : raw.REDIS_CLUSTER_NODES.split(',').map(parseHostPort),
     redisPrefix: raw.REDIS_PREFIX,
     kafkaBrokers: raw.KAFKA_BROKERS.split(','),
     kafkaPartitions: raw.KAFKA_PARTITIONS,
@@ -144,6 +148,13 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     aggregatorRetryDelayMs: raw.AGGREGATOR_RETRY_DELAY_MS,
     logLevel: raw.LOG_LEVEL
   })
+}
+
+function parseHostPort (node: string): { host: string, port: number } {
+  const at = node.lastIndexOf(':')
+  const port = Number(node.slice(at + 1))
+  if (port < 1 || port > 65535) throw new CouponsError('CONFIG_INVALID', `invalid configuration: REDIS_CLUSTER_NODES has "${node}", whose port is not 1–65535`)
+  return { host: node.slice(0, at), port }
 }
 
 /**

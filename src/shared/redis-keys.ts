@@ -1,5 +1,16 @@
 // Every Redis key and channel of the system, under one prefix (DESIGN section 6), so that a test or
 // a second deployment sharing a Redis isolates everything by choosing another REDIS_PREFIX.
+//
+// On a Redis Cluster a MULTI or a Lua script may only touch keys of one hash slot, so the keys are
+// grouped by a hash tag (the part in braces decides the slot) derived from the prefix:
+// - the set group: the live set, meta, the staging and retired sets, run results, the plan and the
+//   staged partitions, which the swap's MULTI and the aggregator's scripts use together
+//   (`{coupons:set}:valid`);
+// - BullMQ: every queue under one tagged prefix, because a flow adds a parent and its children of
+//   two queues in one script (`{coupons:bull}:ingest-runs:…`).
+// Two prefixes give two tags, so two deployments neither share keys nor crowd one slot. A prefix
+// that already holds a tag (`app:{coupons}:`) is used as it is: every key then shares its slot.
+// Channels (pub/sub is cluster-wide) and the per-file ingest locks (one key per command) need no tag.
 
 export interface RedisKeys {
   /** the live SET read by the API */
@@ -22,24 +33,41 @@ export interface RedisKeys {
   plans: string
   /** per-file lock: two runs' jobs for one file never produce it at the same time */
   ingestLock: (file: string) => string
-  /** BullMQ's key prefix */
+  /** BullMQ's key prefix (a hash tag of its own) */
   bullPrefix: string
 }
 
+const HASH_TAG = /\{[^}]+\}/
+
+/** True when the prefix already names a hash slot (a non-empty `{…}`). */
+export function hasHashTag (prefix: string): boolean {
+  return HASH_TAG.test(prefix)
+}
+
 export function redisKeys (prefix: string): RedisKeys {
+  const tagged = hasHashTag(prefix)
+  const set = tagged ? prefix : `{${prefix}set}:`
   return {
-    valid: `${prefix}valid`,
-    meta: `${prefix}meta`,
+    valid: `${set}valid`,
+    meta: `${set}meta`,
     swaps: `${prefix}swaps`,
-    staging: (generation) => `${prefix}staging:${generation}`,
-    retired: (generation) => `${prefix}retired:${generation}`,
-    runResult: (runId) => `${prefix}run:${runId}`,
-    plan: `${prefix}plan`,
-    staged: (runId) => `${prefix}staged:${runId}`,
+    staging: (generation) => `${set}staging:${generation}`,
+    retired: (generation) => `${set}retired:${generation}`,
+    runResult: (runId) => `${set}run:${runId}`,
+    plan: `${set}plan`,
+    staged: (runId) => `${set}staged:${runId}`,
     plans: `${prefix}plans`,
     ingestLock: (file) => `${prefix}ingest-lock:${file}`,
-    bullPrefix: `${prefix}bull`
+    bullPrefix: tagged ? `${prefix}bull` : `{${prefix}bull}`
   }
+}
+
+/**
+ * SCAN MATCH patterns that together cover every key of a prefix: the untagged ones start with the
+ * prefix, the tagged groups with `{` and the prefix. For clean-up tools and tests.
+ */
+export function redisKeyPatterns (prefix: string): string[] {
+  return hasHashTag(prefix) ? [`${prefix}*`] : [`${prefix}*`, `{${prefix}*`]
 }
 
 /** Fields of the meta hash. */

@@ -4,13 +4,14 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { Redis } from 'ioredis'
+import { Cluster, Redis } from 'ioredis'
 import { buildApp, type App, type BuildAppOptions } from '../../src/api/app.js'
 import type { FlashSale } from '../../src/flash-sale/contract.js'
 import type { Config } from '../../src/shared/config.js'
 import { CouponsError } from '../../src/shared/errors.js'
 import { createLogger } from '../../src/shared/logger.js'
 import { META, redisKeys } from '../../src/shared/redis-keys.js'
+import type { RedisClient } from '../../src/shared/redis.js'
 import { deleteRedisPrefix, deleteTopics, testConfig, testKafka } from './test-env.js'
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef'
@@ -25,8 +26,8 @@ interface Teardown { teardown: (fn: () => unknown) => void }
 export interface TestApp {
   app: App
   config: Config
-  /** a plain client on the same Redis as the app, for arranging state */
-  redis: Redis
+  /** a plain client on the same Redis (or Redis Cluster) as the app, for arranging state */
+  redis: RedisClient
 }
 
 /** A ready app on a fresh prefix; closed and cleaned up when the test ends. */
@@ -39,7 +40,9 @@ export async function testApp (t: Teardown, env: NodeJS.ProcessEnv = {}, options
   // busy CI machine the app's own start-up can stall its loop past the threshold and shed a
   // request that the test meant to check for something else.
   const app = buildApp({ config, logger: createLogger('silent'), redisConnectWaitMs: 500, maxEventLoopDelayMs: 0, ...flashSale, ...options })
-  const redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => 200 })
+  const redis: RedisClient = config.redisClusterNodes.length > 0
+    ? new Cluster(config.redisClusterNodes, { lazyConnect: true, clusterRetryStrategy: () => 200, redisOptions: { maxRetriesPerRequest: 1 } })
+    : new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => 200 })
   redis.on('error', () => {})
   t.teardown(async () => {
     try {
@@ -58,7 +61,7 @@ export async function testApp (t: Teardown, env: NodeJS.ProcessEnv = {}, options
 }
 
 /** Publishes a valid set the way the aggregator's swap leaves it: the live SET plus meta. */
-export async function publishSet (redis: Redis, prefix: string, codes: string[], generation = 'run-test'): Promise<void> {
+export async function publishSet (redis: RedisClient, prefix: string, codes: string[], generation = 'run-test'): Promise<void> {
   const keys = redisKeys(prefix)
   const multi = redis.multi()
   multi.del(keys.valid)
@@ -77,7 +80,8 @@ export async function publishSet (redis: Redis, prefix: string, codes: string[],
  * asynchronous, so `settle` sends a marker command over that connection and waits until it is
  * seen: every earlier command has then been seen too (Redis feeds MONITOR in order).
  */
-export async function commandCounter (redisUrl: string, client: Redis) {
+export async function commandCounter (redisUrl: string, client: RedisClient) {
+  if (!(client instanceof Redis)) throw new Error('commandCounter watches one Redis server, not a cluster')
   const source = `${client.stream.localAddress ?? ''}:${client.stream.localPort ?? ''}`
   // monitor() opens its own connection; the lazy client it is made from never connects.
   const monitor = await new Redis(redisUrl, { lazyConnect: true }).monitor()

@@ -29,11 +29,23 @@ t.test('TRUST_PROXY takes a boolean or proxy addresses', async (t) => {
   t.throws(() => loadConfig({ TRUST_PROXY: 'everyone' }), /TRUST_PROXY/)
 })
 
+t.test('REDIS_CLUSTER_NODES names the seed nodes of a cluster; empty means one Redis', async (t) => {
+  t.same(loadConfig({}).redisClusterNodes, [], 'standalone by default')
+  t.same(loadConfig({ REDIS_CLUSTER_NODES: '10.0.0.1:7000,redis-b.internal:7001' }).redisClusterNodes,
+    [{ host: '10.0.0.1', port: 7000 }, { host: 'redis-b.internal', port: 7001 }])
+  t.equal(loadConfig({ REDIS_PREFIX: 'shop:{coupons}:' }).redisPrefix, 'shop:{coupons}:', 'a prefix may carry its own hash tag')
+})
+
 t.test('bad values fail with the variable name', async (t) => {
   const cases: Array<[NodeJS.ProcessEnv, RegExp]> = [
     [{ PORT: 'eighty' }, /PORT/],
     [{ KAFKA_PARTITIONS: '0' }, /KAFKA_PARTITIONS/],
     [{ REDIS_URL: 'localhost:6379' }, /REDIS_URL/],
+    [{ REDIS_CLUSTER_NODES: '10.0.0.1' }, /REDIS_CLUSTER_NODES/],
+    [{ REDIS_CLUSTER_NODES: '10.0.0.1:7000,' }, /REDIS_CLUSTER_NODES/],
+    [{ REDIS_CLUSTER_NODES: '10.0.0.1:0' }, /REDIS_CLUSTER_NODES/],
+    [{ REDIS_PREFIX: 'a{b' }, /REDIS_PREFIX/],
+    [{ REDIS_PREFIX: '{a}{b}' }, /REDIS_PREFIX/],
     [{ COUPON_FILES: '../etc/passwd' }, /COUPON_FILES/],
     [{ COUPON_FILES: 'a.gz,/abs/b.gz' }, /COUPON_FILES/],
     [{ COUPON_FILES: 'a.gz,a.gz' }, /COUPON_FILES/],

@@ -1,25 +1,25 @@
 // The API's own Redis connection for the public route: role 'query' (fails fast, never queues a
 // command while disconnected), so an outage becomes a 503 at once instead of a hung request.
 import fp from 'fastify-plugin'
-import type { Redis } from 'ioredis'
 import type { Logger } from '../../shared/logger.js'
-import { createRedis } from '../../shared/redis.js'
+import { createRedis, type RedisClient, type RedisTarget } from '../../shared/redis.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    redis: Redis
+    redis: RedisClient
   }
 }
 
 export interface RedisPluginOptions {
-  url: string
+  /** the config's Redis URL, or the cluster's seed nodes */
+  target: RedisTarget
   logger: Logger
   /** how long start-up waits for a first connection before serving anyway (503 until Redis is up) */
   connectWaitMs?: number
 }
 
 export default fp<RedisPluginOptions>(async (fastify, options) => {
-  const redis = createRedis(options.url, 'query', options.logger, {
+  const redis = createRedis(options.target, 'query', options.logger, {
     // A stalled Redis must not hold checkout requests: answer 503 after a second (two at most for
     // a lookup queued behind a stalled batch).
     commandTimeout: 1000,
@@ -28,7 +28,7 @@ export default fp<RedisPluginOptions>(async (fastify, options) => {
     // docs/BENCHMARKS.md). Only on this connection: it never runs a blocking command.
     enableAutoPipelining: true
   })
-  fastify.decorate('redis', redis)
+  fastify.decorate<RedisClient>('redis', redis)
   fastify.addHook('onClose', async () => {
     if (redis.status === 'ready') {
       await redis.quit().catch(() => redis.disconnect())
@@ -40,7 +40,7 @@ export default fp<RedisPluginOptions>(async (fastify, options) => {
 }, { name: 'redis' })
 
 /** Resolves when the client is ready or after `ms`; an API that starts during an outage still starts. */
-async function waitUntilReady (redis: Redis, ms: number): Promise<void> {
+async function waitUntilReady (redis: RedisClient, ms: number): Promise<void> {
   if (redis.status === 'ready') return
   await new Promise<void>((resolve) => {
     const done = (): void => {

@@ -1,6 +1,7 @@
 import t from 'tap'
 import type { App } from '../../../src/api/app.js'
 import { ADMIN_TOKEN, freePort, publishSet, testApp } from '../../helpers/api-env.js'
+import { redisKeys } from '../../../src/shared/redis-keys.js'
 import { sampleValue } from '../../helpers/metrics-text.js'
 import { testSchema } from '../../helpers/postgres-env.js'
 
@@ -85,9 +86,9 @@ t.test("the live set's gauges and the queue depths are read from Redis at each s
 
   await publishSet(redis, config.redisPrefix, ['HAPPYHRS', 'BUYGETON1', 'OVER900012'])
   const lastSwapAt = '2026-01-02T03:04:05.678Z'
-  await redis.hset(`${config.redisPrefix}meta`, { lastSwapAt, swapMs: '1234' })
+  await redis.hset(redisKeys(config.redisPrefix).meta, { lastSwapAt, swapMs: '1234' })
   text = await scrape(app)
-  const set = { set: `${config.redisPrefix}valid` }
+  const set = { set: redisKeys(config.redisPrefix).valid }
   t.equal(sampleValue(text, 'coupons_valid_set_codes', set), 3)
   t.equal(sampleValue(text, 'coupons_valid_set_last_swap_timestamp_seconds', set), Date.parse(lastSwapAt) / 1000)
   t.equal(sampleValue(text, 'coupons_valid_set_swap_seconds', set), 1.234)
