@@ -16,13 +16,12 @@
 // The only durable state is the topics and Redis, so a restart (or a SIGKILL at any moment) finds
 // the same plan and the staged partitions, and finishes what was complete but not applied.
 import { randomBytes } from 'node:crypto'
-import type { Redis } from 'ioredis'
 import type { Admin, Batch, Consumer, Kafka } from 'kafkajs'
 import type { Config } from '../shared/config.js'
 import { CouponsError, isCouponsError } from '../shared/errors.js'
 import { createKafka, ensureTopics, topicNames } from '../shared/kafka.js'
 import type { Logger } from '../shared/logger.js'
-import { createRedis } from '../shared/redis.js'
+import { createRedis, type RedisClient } from '../shared/redis.js'
 import { decodeSegmentsRecord } from '../shared/segments.js'
 import { coPartitionedAssigner } from './co-partition-assigner.js'
 import { decidePartitions, type PartitionsStats } from './decide-partitions.js'
@@ -102,8 +101,8 @@ export class Aggregator {
   readonly #dataTopics: string[]
   #kafka: Kafka | null = null
   #admin: Admin | null = null
-  #redis: Redis | null = null
-  #subscriber: Redis | null = null
+  #redis: RedisClient | null = null
+  #subscriber: RedisClient | null = null
   #swap: ValidSetSwap | null = null
   #consumer: Consumer | null = null
   #reader: PartitionReader | null = null
@@ -140,7 +139,7 @@ export class Aggregator {
       throw new CouponsError('CONFIG_INVALID', `the aggregator supports at most ${MAX_FILES} COUPON_FILES, got ${config.couponFiles.length}`)
     }
     const log = this.#logger
-    this.#redis = createRedis(config.redisUrl, 'worker', log)
+    this.#redis = createRedis(config, 'worker', log)
     this.#swap = new ValidSetSwap(this.#redis, config.redisPrefix, log)
     this.#kafka = createKafka(config, log, 'coupons-aggregator')
     this.#admin = this.#kafka.admin()
@@ -153,7 +152,7 @@ export class Aggregator {
       ...this.#dataTopics.filter((topic) => !existing.has(topic)).map((topic) => ({ topic, numPartitions: config.kafkaPartitions }))
     ])
 
-    this.#subscriber = createRedis(config.redisUrl, 'worker', log)
+    this.#subscriber = createRedis(config, 'worker', log)
     this.#subscriber.on('message', () => { this.#scheduleWork() })
     await this.#subscriber.subscribe(this.#swap.keys.plans)
 

@@ -11,10 +11,10 @@
 // Every key the script touches shares one hash slot (redis-keys.ts), so this works on a Redis
 // Cluster. The retired set is UNLINKed afterwards (freed in the background: a plain DEL or RENAME
 // over a large set would block every SISMEMBER while it frees memory).
-import type { Redis } from 'ioredis'
 import { CouponsError } from '../shared/errors.js'
 import { unpackCode } from '../shared/code-packing.js'
 import type { Logger } from '../shared/logger.js'
+import type { RedisClient } from '../shared/redis.js'
 import type { AppliedSegment } from '../shared/run-contract.js'
 import { META, PLAN, RUN_RESULT, RUN_RESULT_TTL_SECONDS, redisKeys, type RedisKeys } from '../shared/redis-keys.js'
 import type { PackedCodes } from './partition-state.js'
@@ -142,10 +142,10 @@ return 1
 
 export class ValidSetSwap {
   readonly keys: RedisKeys
-  readonly #redis: Redis
+  readonly #redis: RedisClient
   readonly #logger: Logger
 
-  constructor (redis: Redis, prefix: string, logger: Logger) {
+  constructor (redis: RedisClient, prefix: string, logger: Logger) {
     this.#redis = redis
     this.keys = redisKeys(prefix)
     this.#logger = logger
@@ -299,7 +299,7 @@ export class ValidSetSwap {
   }
 }
 
-async function execPipeline (pipeline: ReturnType<Redis['pipeline']>): Promise<void> {
+async function execPipeline (pipeline: ReturnType<RedisClient['pipeline']>): Promise<void> {
   const replies = await pipeline.exec()
   const failed = replies?.find(([err]) => err !== null)
   if (failed !== undefined) throw new CouponsError('AGGREGATOR_STAGING_FAILED', `writing the staging set failed: ${failed[0]?.message}`, { cause: failed[0], retriable: true })

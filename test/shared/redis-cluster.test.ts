@@ -1,16 +1,25 @@
-// The service on a real Redis Cluster (three masters, started by this test): the API answers from
-// a set living on the cluster, the swap's MULTI and a Lua script over the set's keys run because
+// The service on a real Redis Cluster (three masters, started by this test): the aggregator
+// publishes a run on it through its real swap script, the API answers from a set living on it, the swap's MULTI and a Lua script over the set's keys run because
 // the keys share a hash tag (and fail with CROSSSLOT under the old, untagged names), and BullMQ
 // queues, workers and flows work under the tagged prefix.
 import { once } from 'node:events'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { FlowProducer, Queue, Worker } from 'bullmq'
 import { Cluster, Redis } from 'ioredis'
 import t from 'tap'
+import { Aggregator } from '../../src/aggregator/aggregator.js'
+import { generateCoupons } from '../../src/gen/generate-coupons.js'
+import { produceFile } from '../../src/ingest/produce-file.js'
+import { publishRunRecord } from '../../src/ingest/run-record.js'
 import { META, RUN_RESULT, redisKeys } from '../../src/shared/redis-keys.js'
+import { newRunId } from '../../src/shared/segments.js'
+import { waitFor } from '../../scripts/lib/wait-for.js'
 import { createRedis, type RedisClient } from '../../src/shared/redis.js'
 import { publishSet, testApp } from '../helpers/api-env.js'
 import { redisClusterSkipReason, startRedisCluster, type TestRedisCluster } from '../helpers/redis-cluster.js'
-import { deleteRedisPrefix, silentLogger, testConfig } from '../helpers/test-env.js'
+import { deleteRedisPrefix, deleteTopics, silentLogger, testConfig, testKafka } from '../helpers/test-env.js'
 
 /** The names the keys had before they were hash-tagged: one slot each. */
 function untaggedKeys (prefix: string, runId: string) {
@@ -161,5 +170,36 @@ t.test('on a three-master Redis Cluster', { skip }, async (t) => {
     const untagged = new Queue('cluster-jobs', { connection: producer, prefix: `${config.redisPrefix}bull` })
     t.teardown(async () => await untagged.close())
     await t.rejects(untagged.add('one', { n: 1 }), /CROSSSLOT/, 'without the tag BullMQ cannot add a job on a cluster')
+  })
+  t.test('the aggregator publishes a run on the cluster through its real swap, and the api answers from it', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'cluster-aggregator-'))
+    t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+    const key = await generateCoupons({ outDir: dir, scale: 0.001, seed: 41 })
+    const config = testConfig('cluster-agg', { ...clusterEnv, COUPON_DATA_DIR: dir })
+    const kafka = testKafka(config)
+    const redis = createRedis(config, 'worker', silentLogger)
+    t.teardown(async () => {
+      await deleteTopics(kafka, config.kafkaTopicPrefix)
+      await deleteRedisPrefix(redis, config.redisPrefix)
+      redis.disconnect()
+    })
+    t.ok(redis instanceof Cluster, 'the aggregator\'s kind of client is a cluster client')
+    const aggregator = new Aggregator({ config, logger: silentLogger })
+    t.teardown(() => aggregator.close())
+    await aggregator.start()
+
+    const runId = newRunId()
+    await publishRunRecord(kafka, config, { type: 'run', runId, files: config.couponFiles, requestedAt: new Date().toISOString(), source: 'cli' })
+    for (const file of config.couponFiles) await produceFile({ config, kafka, logger: silentLogger, file, runId })
+    const keys = redisKeys(config.redisPrefix)
+    const state = await waitFor(`run ${runId} to be applied on the cluster`, async () => await redis.hget(keys.runResult(runId), RUN_RESULT.state), 60_000)
+    t.equal(state, 'applied')
+    t.same((await redis.smembers(keys.valid)).sort(), key.valid, 'the live set on the cluster is exactly the answer key')
+    t.equal(await redis.hget(keys.meta, META.generation), runId)
+
+    const { app } = await testApp(t, { ...clusterEnv, REDIS_PREFIX: config.redisPrefix, KAFKA_TOPIC_PREFIX: config.kafkaTopicPrefix })
+    t.equal((await app.inject({ method: 'GET', url: `/coupons/${key.valid[0]}` })).statusCode, 200, 'the api finds a valid code')
+    const invalid = Object.keys(key.planted).find((code) => key.planted[code].length === 1) as string
+    t.equal((await app.inject({ method: 'GET', url: `/coupons/${invalid}` })).statusCode, 404, 'and not a code of one file only')
   })
 })
