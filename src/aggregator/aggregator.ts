@@ -166,6 +166,9 @@ export class Aggregator {
       // heartbeats come from the fetch loop, which no decision blocks (they run on a thread).
       sessionTimeout: SESSION_TIMEOUT_MS,
       heartbeatInterval: 1000,
+      // Partitions added to a data topic (KAFKA_PARTITIONS raised, then a full run) are noticed at
+      // the next metadata refresh, which rebalances the group over them: soon, not in 5 minutes.
+      metadataMaxAge: 10_000,
       allowAutoTopicCreation: false
     })
     this.#consumer = consumer
