@@ -21,7 +21,7 @@ export async function aggregatorCommand (_argv: string[]): Promise<void> {
     logger,
     onRun: metrics.onRun,
     // The group consumer is gone for good: exit, and let the supervisor start a fresh instance.
-    onFatal: () => { void aggregator.close().finally(() => process.exit(1)) }
+    onFatal: () => { aggregator.close().finally(() => process.exit(1)).catch(() => {}) }
   })
   await runRole('aggregator', logger, withMetricsServer(aggregator, { config, registry, logger }))
   logger.info({ files: config.couponFiles, minFiles: config.minFiles, group: config.aggregatorGroupId, member: aggregator.member }, 'aggregator started')

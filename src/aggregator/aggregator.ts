@@ -37,6 +37,8 @@ const PLAN_POLL_MS = 1000
 /** An idle group consumer polls this often; a read waits at most this long for its first batch. */
 const MAX_WAIT_TIME_MS = 250
 const SESSION_TIMEOUT_MS = 10_000
+/** How long a run's files may take to complete: a run requested longer ago is not replayed for. */
+const RUN_WAIT_MS = 24 * 3600 * 1000
 
 /**
  * Delay before the next attempt after `failures` consecutive transient failures: `baseMs` doubling
@@ -153,8 +155,12 @@ export class Aggregator {
     ])
 
     this.#subscriber = createRedis(config, 'worker', log)
-    this.#subscriber.on('message', () => { this.#scheduleWork() })
-    await this.#subscriber.subscribe(this.#swap.keys.plans)
+    const { plans, swaps } = this.#swap.keys
+    this.#subscriber.on('message', (channel: string, message: string) => {
+      if (channel === plans) this.#onPlan(message)
+      else if (channel === swaps) this.#scheduleEvaluation()
+    })
+    await this.#subscriber.subscribe(plans, swaps)
 
     const consumer = this.#kafka.consumer({
       groupId: config.aggregatorGroupId,
@@ -190,7 +196,11 @@ export class Aggregator {
         else this.#reader?.onBatch(batch, resolveOffset)
       }
     })
-    const timer = setInterval(() => { this.#scheduleWork() }, PLAN_POLL_MS)
+    const timer = setInterval(() => {
+      (this.#swap as ValidSetSwap).plan().then((plan) => { this.#onPlan(plan?.runId ?? null) }, () => {})
+      // A run failed or swapped by another instance: the coordinator plans what comes next.
+      this.#scheduleEvaluation()
+    }, PLAN_POLL_MS)
     timer.unref()
     this.#timers.add(timer)
     log.info({ group: config.aggregatorGroupId, generation: await this.#swap.generation() }, 'aggregator joined its group')
@@ -365,8 +375,26 @@ export class Aggregator {
       if (current === undefined) return
       consider(current.offset)
     }
-    for (const [runId, offset] of view.runOffsets()) if (!finished.has(runId)) consider(offset)
+    // A run that never completes (a file that failed its ingest for good) must not hold the replay
+    // start back forever: a run is waited for only while it could still complete.
+    const waitedSince = Date.now() - RUN_WAIT_MS
+    for (const [runId, offset] of view.runOffsets()) {
+      if (!finished.has(runId) && Date.parse(view.run(runId)?.requestedAt ?? '') > waitedSince) consider(offset)
+    }
     if (from !== null) await (this.#swap as ValidSetSwap).advanceReplayFrom(from)
+  }
+
+  /**
+   * The plan is `runId` now (null: none): work on another plan stops at once (the loop runs one
+   * piece of work at a time, so it would only notice after it), and the loop looks at the plan.
+   */
+  #onPlan (runId: string | null): void {
+    const working = this.#workPlan
+    if (working !== null && working.runId !== runId) {
+      working.controller.abort(new CouponsError('AGGREGATOR_PLAN_CHANGED',
+        runId === null ? `the plan of run ${working.runId} was withdrawn` : `run ${runId} was planned instead of ${working.runId}`, { retriable: true }))
+    }
+    this.#scheduleWork()
   }
 
   #scheduleWork (): void {
@@ -390,14 +418,8 @@ export class Aggregator {
   async #runWork (): Promise<void> {
     const swap = this.#swap as ValidSetSwap
     const current = await swap.plan()
-    if (current === null) {
-      this.#workPlan?.controller.abort(new CouponsError('AGGREGATOR_PLAN_CHANGED', 'the plan was withdrawn', { retriable: true }))
-      return
-    }
+    if (current === null) return
     const { runId } = current
-    if (this.#workPlan !== null && this.#workPlan.runId !== runId) {
-      this.#workPlan.controller.abort(new CouponsError('AGGREGATOR_PLAN_CHANGED', `run ${runId} was planned instead of ${this.#workPlan.runId}`, { retriable: true }))
-    }
     if (this.#gaveUp.has(runId) || this.#retryPending(runId)) return
     let plan: RunPlan
     try {
@@ -475,7 +497,7 @@ export class Aggregator {
     } catch (recordErr) {
       // Redis is what failed, most likely: try again later, the run stays given up here.
       this.#logger.error({ err: recordErr, runId }, 'recording the failed run failed; retrying')
-      this.#later(() => { void this.#failRun(runId, err, attempts) }, retryDelayMs(this.#config.aggregatorRetryDelayMs, attempts))
+      this.#later(() => { this.#failRun(runId, err, attempts).catch(() => {}) }, retryDelayMs(this.#config.aggregatorRetryDelayMs, attempts))
     }
   }
 

@@ -73,6 +73,11 @@ export class SegmentsView {
     return newest
   }
 
+  /** A run's record, if seen. */
+  run (runId: string): RunRecord | undefined {
+    return this.#runs.get(runId)
+  }
+
   /** Every run seen, with the offset of its run record. */
   runOffsets (): ReadonlyMap<string, bigint> {
     return this.#runOffsets

@@ -224,3 +224,37 @@ t.test('the retry delay starts at AGGREGATOR_RETRY_DELAY_MS (5 s) and doubles wi
   t.same([1, 2, 3, 4, 5, 6, 100].map((failures) => retryDelayMs(5000, failures)), [5000, 10_000, 20_000, 40_000, 60_000, 60_000, 60_000])
   t.same([1, 2, 3].map((failures) => retryDelayMs(200, failures)), [200, 400, 800])
 })
+
+t.test('a restarted coordinator replays coupons.segments from the point kept in meta, not from its start, and relabels no old run', async (t) => {
+  const pipeline = await setupPipeline(t, 'agg-replay')
+  await writeCodes(pipeline, FILES[0], ['SHARED01', 'ONLYONE1'])
+  await writeCodes(pipeline, FILES[1], ['SHARED01', 'ONLYTWO1'])
+  await writeCodes(pipeline, FILES[2], ['SHARED01', 'ONLYTHRE'])
+  const first = new Aggregator({ config: pipeline.config, logger: silentLogger })
+  t.teardown(() => first.close())
+  await first.start()
+  const runs: string[] = []
+  for (let i = 0; i < 4; i++) {
+    const { runId } = await ingestRun(pipeline, FILES)
+    t.equal((await runResult(pipeline, runId)).state, 'applied')
+    runs.push(runId)
+  }
+  const replayFrom = await waitFor('replayFrom to pass the older runs', async () => {
+    const value = await pipeline.redis.hget(pipeline.keys.meta, META.replayFrom)
+    return value !== null && Number(value) > 0 ? Number(value) : null
+  })
+  await first.close()
+  const resultsBefore = await Promise.all(runs.map(async (runId) => await pipeline.redis.hgetall(pipeline.keys.runResult(runId))))
+
+  const lines: Array<Record<string, any>> = []
+  const logger = pino({ level: 'info' }, { write: (line: string) => { lines.push(JSON.parse(line)) } })
+  const restarted = new Aggregator({ config: pipeline.config, logger })
+  t.teardown(() => restarted.close())
+  await restarted.start()
+  const replay = await waitFor('the restarted coordinator to replay', async () => lines.find((line) => line.msg === 'coordinating: replaying coupons.segments') ?? null)
+  t.equal(replay.from, String(replayFrom), 'it replays from meta\'s replayFrom')
+  // 4 runs wrote 4 run records and 12 manifests; the last run's 4 records are all a restart needs.
+  t.ok(Number(replay.to) - replayFrom + 1 <= 4, `it replays ${Number(replay.to) - replayFrom + 1} records of ${Number(replay.to) + 1}`)
+  await waitFor('the replay to end', async () => lines.some((line) => line.msg === 'coupons.segments replayed') ? true : null)
+  t.same(await Promise.all(runs.map(async (runId) => await pipeline.redis.hgetall(pipeline.keys.runResult(runId)))), resultsBefore, 'no run result was rewritten')
+})
