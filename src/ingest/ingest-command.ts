@@ -9,11 +9,10 @@ import { checkRunFiles, loadConfig, type Config } from '../shared/config.js'
 import { CouponsError, isCouponsError } from '../shared/errors.js'
 import { createKafka } from '../shared/kafka.js'
 import { createLogger } from '../shared/logger.js'
-import { createRedis } from '../shared/redis.js'
 import { redisKeys } from '../shared/redis-keys.js'
 import { progressBars } from '../shared/progress-bar.js'
 import { newRunId } from '../shared/segments.js'
-import { withFileLock } from './file-lock.js'
+import { createLockRedis, withFileLock } from './file-lock.js'
 import { produceFile } from './produce-file.js'
 import { publishRunRecord } from './run-record.js'
 
@@ -43,7 +42,9 @@ export async function ingestCommand (argv: string[]): Promise<void> {
   const kafka = createKafka(config, logger, 'coupons-ingest-cli')
   // The per-file lock the workers take too: a cron ingest never produces a file at the same time as
   // a queued job (the aggregator's clean-up could otherwise delete the other production's start).
-  const redis = createRedis(config.redisUrl, 'worker', logger)
+  // On the lock's own fail-fast connection: cut off from Redis, a production stops before its lock
+  // could expire instead of hanging.
+  const redis = createLockRedis(config.redisUrl, logger)
   const keys = redisKeys(config.redisPrefix)
   const abort = new AbortController()
   let work: Promise<void> = Promise.resolve()

@@ -17,13 +17,17 @@ import { createLogger, type Logger } from '../shared/logger.js'
 import { createRedis } from '../shared/redis.js'
 import type { IngestAttempt, IngestProgress } from '../shared/run-contract.js'
 import { newRunId } from '../shared/segments.js'
-import { withFileLock } from '../ingest/file-lock.js'
+import { createLockRedis, withFileLock } from '../ingest/file-lock.js'
 import { findManifest } from '../ingest/find-manifest.js'
 import { redisKeys } from '../shared/redis-keys.js'
 import { lowerPriority } from '../shared/process-priority.js'
 import { jobLockKey, SANDBOX_CONFIG_ENV, type FileJobData, type FileJobResult } from './ingest-jobs.js'
 
-interface Sandbox { config: Config, logger: Logger, kafka: Kafka, redis: Redis }
+/**
+ * `redis` is the worker-role connection (waits out outages); `lockRedis` is the file lock's own,
+ * which fails fast, so that a holder cut off from Redis stops before its lock could expire.
+ */
+interface Sandbox { config: Config, logger: Logger, kafka: Kafka, redis: Redis, lockRedis: Redis }
 let sandbox: Sandbox | undefined
 
 /** How long an orphaned child lets its production unwind (release the file lock) before it exits anyway. */
@@ -57,7 +61,7 @@ function getSandbox (): Sandbox {
   const config = JSON.parse(raw) as Config
   const logger = createLogger(config.logLevel, 'ingest-processor')
   lowerPriority(config.pipelineNice, logger)
-  sandbox = { config, logger, kafka: createKafka(config, logger, 'coupons-ingest'), redis: createRedis(config.redisUrl, 'worker', logger) }
+  sandbox = { config, logger, kafka: createKafka(config, logger, 'coupons-ingest'), redis: createRedis(config.redisUrl, 'worker', logger), lockRedis: createLockRedis(config.redisUrl, logger) }
   return sandbox
 }
 
@@ -70,7 +74,7 @@ export default async function processFileJob (job: SandboxedJob<FileJobData, Fil
 }
 
 async function produceJob (job: SandboxedJob<FileJobData, FileJobResult>, token: string | undefined, signal: AbortSignal): Promise<FileJobResult> {
-  const { config, logger, kafka, redis } = getSandbox()
+  const { config, logger, kafka, lockRedis } = getSandbox()
   const { runId, file } = job.data
   const segmentId = newRunId()
   // An attempt still 'running' in the data never finished: its worker or its sandbox died.
@@ -91,7 +95,7 @@ async function produceJob (job: SandboxedJob<FileJobData, FileJobResult>, token:
       Promise.resolve(job.log(`waiting for another production of ${file}`)).catch(() => {})
     }
     const jobLock = token === undefined || job.id === undefined ? null : jobLockKey(job.queueQualifiedName, job.id)
-    const { manifest, adopted } = await withFileLock(redis, redisKeys(config.redisPrefix).ingestLock(file), { signal, onWait }, async (lockedSignal, fileLock) => {
+    const { manifest, adopted } = await withFileLock(lockRedis, redisKeys(config.redisPrefix).ingestLock(file), { signal, onWait }, async (lockedSignal, fileLock) => {
       // Under the file lock, so an earlier attempt still producing this file has finished (or died).
       // Every attempt records itself before it produces anything, so a job with no earlier attempt
       // cannot have a manifest yet: the first attempt (nearly every job) skips the lookup and its
@@ -109,10 +113,12 @@ async function produceJob (job: SandboxedJob<FileJobData, FileJobResult>, token:
         signal: lockedSignal,
         onProgress: (progress) => { job.updateProgress(progress).catch(() => {}) },
         // Only the holder of the job's lock may publish: after a stalled check handed the job to
-        // another worker, this attempt's manifest would be a second copy of the file.
+        // another worker, this attempt's manifest would be a second copy of the file. Both checks
+        // go through the lock's fail-fast connection: a fence that hangs through an outage would
+        // let the manifest out after the locks expired.
         fence: async () => {
           await fileLock.assertHeld()
-          if (jobLock !== null && await redis.get(jobLock) !== token) {
+          if (jobLock !== null && await lockRedis.get(jobLock) !== token) {
             throw new CouponsError('INGEST_LOCK_LOST', `${file}: job ${job.id} is no longer this attempt's (its lock expired); not writing a manifest`, { retriable: true })
           }
         }
