@@ -111,7 +111,7 @@ async function bounded<T> (ms: number, what: string, call: () => Promise<T>): Pr
  * A connection without an offline queue refuses commands until it is ready: a fresh one gets its
  * call timeout to connect.
  */
-async function untilReady (redis: Redis, ms: number): Promise<void> {
+export async function untilReady (redis: Redis, ms: number): Promise<void> {
   if (redis.status === 'ready') return
   if (redis.status === 'wait') redis.connect().catch(() => {})
   const done = new AbortController()

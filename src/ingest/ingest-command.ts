@@ -12,7 +12,8 @@ import { createLogger } from '../shared/logger.js'
 import { redisKeys } from '../shared/redis-keys.js'
 import { progressBars } from '../shared/progress-bar.js'
 import { newRunId } from '../shared/segments.js'
-import { createLockRedis, withFileLock } from './file-lock.js'
+import { createLockRedis, DEFAULT_LOCK_TIMING, untilReady, withFileLock } from './file-lock.js'
+import { checkRunPartitions, isFullRun, livePartitions } from './run-partitions.js'
 import { produceFile } from './produce-file.js'
 import { publishRunRecord } from './run-record.js'
 
@@ -46,6 +47,7 @@ export async function ingestCommand (argv: string[]): Promise<void> {
   // could expire instead of hanging.
   const redis = createLockRedis(config.redisUrl, logger)
   const keys = redisKeys(config.redisPrefix)
+  const files = targets.map((t) => t.file)
   const abort = new AbortController()
   let work: Promise<void> = Promise.resolve()
   // close-with-grace exits 0 once this handler returns: wait for the productions to abort, settle
@@ -60,8 +62,13 @@ export async function ingestCommand (argv: string[]): Promise<void> {
   work = (async () => {
     const bars = progressBars('MB')
     const runId = newRunId()
-    await publishRunRecord(kafka, config, { type: 'run', runId, files: targets.map((t) => t.file), requestedAt: new Date().toISOString(), source: 'cli' })
-    logger.info({ runId, files: targets.map((t) => t.file) }, 'run published')
+    // Refused before anything is published: a partial run cannot change the partition count.
+    if (!isFullRun(config, files)) {
+      await untilReady(redis, DEFAULT_LOCK_TIMING.callTimeoutMs)
+      checkRunPartitions(config, files, await livePartitions(redis, config.redisPrefix))
+    }
+    await publishRunRecord(kafka, config, { type: 'run', runId, files, requestedAt: new Date().toISOString(), source: 'cli' })
+    logger.info({ runId, files }, 'run published')
     const onWait = (file: string) => () => { logger.info({ file }, 'another production of this file is running; waiting for it') }
     const results = await Promise.allSettled(targets.map(async ({ file, path }) => await withFileLock(redis, keys.ingestLock(file), { signal: abort.signal, onWait: onWait(file) }, async (signal, lock) => await produceFile({
       config,

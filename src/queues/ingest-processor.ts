@@ -19,6 +19,7 @@ import type { IngestAttempt, IngestProgress } from '../shared/run-contract.js'
 import { newRunId } from '../shared/segments.js'
 import { createLockRedis, withFileLock } from '../ingest/file-lock.js'
 import { findManifest } from '../ingest/find-manifest.js'
+import { checkRunPartitions, isFullRun, livePartitions } from '../ingest/run-partitions.js'
 import { redisKeys } from '../shared/redis-keys.js'
 import { lowerPriority } from '../shared/process-priority.js'
 import { jobLockKey, SANDBOX_CONFIG_ENV, type FileJobData, type FileJobResult } from './ingest-jobs.js'
@@ -74,8 +75,8 @@ export default async function processFileJob (job: SandboxedJob<FileJobData, Fil
 }
 
 async function produceJob (job: SandboxedJob<FileJobData, FileJobResult>, token: string | undefined, signal: AbortSignal): Promise<FileJobResult> {
-  const { config, logger, kafka, lockRedis } = getSandbox()
-  const { runId, file } = job.data
+  const { config, logger, kafka, redis, lockRedis } = getSandbox()
+  const { runId, file, runFiles } = job.data
   const segmentId = newRunId()
   // An attempt still 'running' in the data never finished: its worker or its sandbox died.
   const earlier = (job.data.attempts ?? []).map((attempt): IngestAttempt => attempt.outcome === 'running'
@@ -84,12 +85,14 @@ async function produceJob (job: SandboxedJob<FileJobData, FileJobResult>, token:
   const attempt: IngestAttempt = { attempt: earlier.length + 1, segmentId, startedAt: new Date().toISOString(), finishedAt: null, outcome: 'running', error: null }
   const record = async (update: Partial<IngestAttempt>): Promise<void> => {
     Object.assign(attempt, update)
-    await job.updateData({ runId, file, segmentId: attempt.segmentId, attempts: [...earlier, attempt] })
+    await job.updateData({ runId, file, runFiles, segmentId: attempt.segmentId, attempts: [...earlier, attempt] })
   }
   const log = logger.child({ jobId: job.id, runId, file, segmentId, attempt: attempt.attempt })
   try {
     // Visible in the job before any record is written: a failed attempt names its segment too.
     await record({})
+    // The API and the CLI refuse such a run up front; this catches one queued before KAFKA_PARTITIONS changed.
+    if (!isFullRun(config, runFiles ?? [file])) checkRunPartitions(config, runFiles ?? [file], await livePartitions(redis, config.redisPrefix))
     const onWait = (): void => {
       log.info('another production of this file is running; waiting for it')
       Promise.resolve(job.log(`waiting for another production of ${file}`)).catch(() => {})
