@@ -169,7 +169,7 @@ export async function acquireFileLock (redis: Redis, key: string, options: FileL
       { cause: lastError, retriable: true }))
   }
   // Fires on time even when a renewal hangs: it does not wait for Redis.
-  let deadline = setTimeout(onDeadline, ttlMs - marginMs)
+  let deadline = setTimeout(onDeadline, heldFrom + ttlMs - marginMs - performance.now())
   let renewal: NodeJS.Timeout
   const renew = async (): Promise<void> => {
     const sentAt = performance.now()

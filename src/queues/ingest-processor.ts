@@ -121,7 +121,12 @@ async function produceJob (job: SandboxedJob<FileJobData, FileJobResult>, token:
         // let the manifest out after the locks expired.
         fence: async () => {
           await fileLock.assertHeld()
-          if (jobLock !== null && await lockRedis.get(jobLock) !== token) {
+          const jobLockHolder = jobLock === null
+            ? null
+            : await lockRedis.get(jobLock).catch((err: Error) => {
+              throw new CouponsError('INGEST_LOCK_UNREACHABLE', `${file}: could not check job ${job.id}'s lock: ${err.message}; not writing a manifest`, { cause: err, retriable: true })
+            })
+          if (jobLock !== null && jobLockHolder !== token) {
             throw new CouponsError('INGEST_LOCK_LOST', `${file}: job ${job.id} is no longer this attempt's (its lock expired); not writing a manifest`, { retriable: true })
           }
         }
