@@ -16,7 +16,7 @@ import { deleteRedisPrefix } from '../scripts/lib/cleanup.js'
 import type { AnswerKey } from '../src/gen/generate-coupons.js'
 import { produceFile } from '../src/ingest/produce-file.js'
 import { loadConfig, type Config } from '../src/shared/config.js'
-import { createKafka, ensureTopics, topicNames } from '../src/shared/kafka.js'
+import { createKafka, ensureTopics, topicNames, topicOptions } from '../src/shared/kafka.js'
 import { createLogger } from '../src/shared/logger.js'
 import { createRedis } from '../src/shared/redis.js'
 import { RECORD_FORMATS, newRunId, type RecordFormat, type SegmentManifest } from '../src/shared/segments.js'
@@ -85,7 +85,7 @@ async function prepare (): Promise<void> {
   const admin = kafka.admin()
   await admin.connect()
   const topics = topicNames(config)
-  await ensureTopics(admin, [...config.couponFiles.map((file) => ({ topic: topics.data(file), numPartitions: partitions })), { topic: topics.segments, numPartitions: 1 }])
+  await ensureTopics(admin, [...config.couponFiles.map((file) => ({ topic: topics.data(file), numPartitions: partitions })), { topic: topics.segments, numPartitions: 1 }], topicOptions(config))
   await admin.disconnect()
   const runId = newRunId()
   const started = performance.now()

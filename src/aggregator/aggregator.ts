@@ -19,7 +19,7 @@ import { randomBytes } from 'node:crypto'
 import type { Admin, Batch, Consumer, Kafka } from 'kafkajs'
 import type { Config } from '../shared/config.js'
 import { CouponsError, isCouponsError } from '../shared/errors.js'
-import { createKafka, ensureTopics, topicNames } from '../shared/kafka.js'
+import { createKafka, ensureTopics, topicNames, topicOptions } from '../shared/kafka.js'
 import type { Logger } from '../shared/logger.js'
 import { createRedis, type RedisClient } from '../shared/redis.js'
 import { decodeSegmentsRecord } from '../shared/segments.js'
@@ -152,7 +152,7 @@ export class Aggregator {
     await ensureTopics(this.#admin, [
       { topic: this.#segmentsTopic, numPartitions: 1 },
       ...this.#dataTopics.filter((topic) => !existing.has(topic)).map((topic) => ({ topic, numPartitions: config.kafkaPartitions }))
-    ])
+    ], topicOptions(config))
 
     this.#subscriber = createRedis(config, 'worker', log)
     const { plans, swaps } = this.#swap.keys

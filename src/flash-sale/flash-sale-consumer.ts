@@ -10,7 +10,7 @@ import type { Pool } from 'pg'
 import { Counter, type Registry } from 'prom-client'
 import type { Config } from '../shared/config.js'
 import { CouponsError, isCouponsError } from '../shared/errors.js'
-import { createKafka, ensureTopics } from '../shared/kafka.js'
+import { createKafka, ensureTopics, topicOptions } from '../shared/kafka.js'
 import type { Logger } from '../shared/logger.js'
 import { createPool } from '../shared/postgres.js'
 import { REQUEST_KINDS, type ClaimOutcome, type RequestKind } from './contract.js'
@@ -109,11 +109,11 @@ export class FlashSaleConsumer {
     await this.#admin.connect()
     const partitions = config.kafkaPartitions
     await ensureTopics(this.#admin, REQUEST_KINDS.flatMap((kind) => [
-      { topic: this.#topics.request(kind), numPartitions: partitions, configEntries: REQUEST_RETENTION },
-      { topic: this.#topics.retry(kind), numPartitions: partitions, configEntries: REQUEST_RETENTION },
+      { topic: this.#topics.request(kind), numPartitions: partitions, partitions: 'at-least', configEntries: REQUEST_RETENTION },
+      { topic: this.#topics.retry(kind), numPartitions: partitions, partitions: 'at-least', configEntries: REQUEST_RETENTION },
       // Dead letters wait for an operator: kept until deleted (the default of ensureTopics).
-      { topic: this.#topics.dlq(kind), numPartitions: partitions }
-    ]))
+      { topic: this.#topics.dlq(kind), numPartitions: partitions, partitions: 'at-least' }
+    ]), topicOptions(config))
     this.#producer = this.#kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner })
     await this.#producer.connect()
 

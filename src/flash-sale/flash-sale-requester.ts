@@ -5,7 +5,7 @@ import { randomBytes, randomUUID } from 'node:crypto'
 import { Partitioners, type Admin, type Consumer, type Kafka, type Message, type Producer } from 'kafkajs'
 import type { Config } from '../shared/config.js'
 import { CouponsError } from '../shared/errors.js'
-import { createKafka, ensureTopics } from '../shared/kafka.js'
+import { createKafka, ensureTopics, topicOptions } from '../shared/kafka.js'
 import type { Logger } from '../shared/logger.js'
 import { REQUEST_KINDS, type ClaimCouponBody, type ClaimOutcome, type CreateCouponBody, type CreateOutcome, type FlashSale, type GetOutcome, type RequestKind } from './contract.js'
 import { HEADERS, REPLY_RETENTION, REQUEST_RETENTION, ReplyValues, couponNameOf, decodeValue, encodeValue, flashSaleTopics, headerText, type FlashSaleTopics, type RequestValue } from './messages.js'
@@ -91,9 +91,9 @@ export class FlashSaleRequester implements FlashSale {
     this.#admin = kafka.admin()
     await this.#admin.connect()
     await ensureTopics(this.#admin, [
-      ...REQUEST_KINDS.map((kind) => ({ topic: this.#topics.request(kind), numPartitions: config.kafkaPartitions, configEntries: REQUEST_RETENTION })),
+      ...REQUEST_KINDS.map((kind) => ({ topic: this.#topics.request(kind), numPartitions: config.kafkaPartitions, partitions: 'at-least' as const, configEntries: REQUEST_RETENTION })),
       { topic: this.#replyTopic, numPartitions: 1, configEntries: REPLY_RETENTION }
-    ])
+    ], topicOptions(config))
     this.#producer = kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner })
     await this.#producer.connect()
 

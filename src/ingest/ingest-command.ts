@@ -9,11 +9,11 @@ import { checkRunFiles, loadConfig, type Config } from '../shared/config.js'
 import { CouponsError, isCouponsError } from '../shared/errors.js'
 import { createKafka } from '../shared/kafka.js'
 import { createLogger } from '../shared/logger.js'
-import { createRedis } from '../shared/redis.js'
 import { redisKeys } from '../shared/redis-keys.js'
 import { progressBars } from '../shared/progress-bar.js'
 import { newRunId } from '../shared/segments.js'
-import { withFileLock } from './file-lock.js'
+import { createLockRedis, DEFAULT_LOCK_TIMING, untilReady, withFileLock } from './file-lock.js'
+import { checkRunPartitions, isFullRun, livePartitions } from './run-partitions.js'
 import { produceFile } from './produce-file.js'
 import { publishRunRecord } from './run-record.js'
 
@@ -43,8 +43,11 @@ export async function ingestCommand (argv: string[]): Promise<void> {
   const kafka = createKafka(config, logger, 'coupons-ingest-cli')
   // The per-file lock the workers take too: a cron ingest never produces a file at the same time as
   // a queued job (the aggregator's clean-up could otherwise delete the other production's start).
-  const redis = createRedis(config, 'worker', logger)
+  // On the lock's own fail-fast connection: cut off from Redis, a production stops before its lock
+  // could expire instead of hanging.
+  const redis = createLockRedis(config, logger)
   const keys = redisKeys(config.redisPrefix)
+  const files = targets.map((t) => t.file)
   const abort = new AbortController()
   let work: Promise<void> = Promise.resolve()
   // close-with-grace exits 0 once this handler returns: wait for the productions to abort, settle
@@ -59,8 +62,13 @@ export async function ingestCommand (argv: string[]): Promise<void> {
   work = (async () => {
     const bars = progressBars('MB')
     const runId = newRunId()
-    await publishRunRecord(kafka, config, { type: 'run', runId, files: targets.map((t) => t.file), requestedAt: new Date().toISOString(), source: 'cli' })
-    logger.info({ runId, files: targets.map((t) => t.file) }, 'run published')
+    // Refused before anything is published: a partial run cannot change the partition count.
+    if (!isFullRun(config, files)) {
+      await untilReady(redis, DEFAULT_LOCK_TIMING.callTimeoutMs)
+      checkRunPartitions(config, files, await livePartitions(redis, config.redisPrefix))
+    }
+    await publishRunRecord(kafka, config, { type: 'run', runId, files, requestedAt: new Date().toISOString(), source: 'cli' })
+    logger.info({ runId, files }, 'run published')
     const onWait = (file: string) => () => { logger.info({ file }, 'another production of this file is running; waiting for it') }
     const results = await Promise.allSettled(targets.map(async ({ file, path }) => await withFileLock(redis, keys.ingestLock(file), { signal: abort.signal, onWait: onWait(file) }, async (signal, lock) => await produceFile({
       config,

@@ -7,7 +7,7 @@ import { Partitioners, type Kafka, type Producer, type RecordMetadata } from 'ka
 import { CodeScanner } from '../shared/code-rule.js'
 import { isFileName, type Config } from '../shared/config.js'
 import { CouponsError, isCouponsError } from '../shared/errors.js'
-import { ensureTopics, topicNames } from '../shared/kafka.js'
+import { ensureTopics, topicNames, topicOptions } from '../shared/kafka.js'
 import type { Logger } from '../shared/logger.js'
 import type { IngestProgress } from '../shared/run-contract.js'
 import { SEGMENT_HEADER, encodeSegmentsRecord, newRunId, type PartitionRange, type RecordFormat, type SegmentManifest } from '../shared/segments.js'
@@ -74,7 +74,10 @@ export async function produceFile (options: ProduceFileOptions): Promise<Segment
       const admin = kafka.admin()
       await admin.connect()
       try {
-        await ensureTopics(admin, [{ topic, numPartitions: partitions }, { topic: topics.segments, numPartitions: 1 }])
+        // At least `partitions`: a topic made for a smaller KAFKA_PARTITIONS grows; one made for a
+        // larger keeps its extra partitions, which this production leaves empty (codes go to
+        // hash mod `partitions` and the manifest lists exactly that many ranges).
+        await ensureTopics(admin, [{ topic, numPartitions: partitions, partitions: 'at-least' }, { topic: topics.segments, numPartitions: 1 }], topicOptions(config))
       } finally {
         await admin.disconnect()
       }

@@ -4,7 +4,7 @@
 import { Partitioners, type Kafka } from 'kafkajs'
 import type { Config } from '../shared/config.js'
 import { CouponsError, isCouponsError } from '../shared/errors.js'
-import { ensureTopics, topicNames } from '../shared/kafka.js'
+import { ensureTopics, topicNames, topicOptions } from '../shared/kafka.js'
 import { encodeSegmentsRecord, type SegmentsRecord } from '../shared/segments.js'
 
 /**
@@ -17,7 +17,7 @@ export async function publishRunRecord (kafka: Kafka, config: Config, record: Se
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner })
   try {
     await admin.connect()
-    await ensureTopics(admin, [{ topic, numPartitions: 1 }])
+    await ensureTopics(admin, [{ topic, numPartitions: 1 }], topicOptions(config))
     await producer.connect()
     await producer.send({ topic, acks: -1, messages: [{ partition: 0, value: encodeSegmentsRecord(record) }] })
   } catch (err) {

@@ -31,6 +31,12 @@ export interface RunJobData {
 export interface FileJobData {
   runId: string
   file: string
+  /**
+   * Every file of the job's run, so that the sandbox knows whether it is a full run (which may
+   * change the partition count) without reading the parent job. Absent from jobs queued before it
+   * existed: those count as partial runs.
+   */
+  runFiles?: string[]
   segmentId?: string
   attempts?: IngestAttempt[]
 }

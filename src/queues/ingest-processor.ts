@@ -7,6 +7,7 @@
 // lock then expires and BullMQ's stalled check gives the job to a live worker.
 import type { SandboxedJob } from 'bullmq'
 import { UnrecoverableError, WaitingError } from 'bullmq'
+
 import type { Kafka } from 'kafkajs'
 import { produceFile } from '../ingest/produce-file.js'
 import type { Config } from '../shared/config.js'
@@ -16,13 +17,18 @@ import { createLogger, type Logger } from '../shared/logger.js'
 import { createRedis, type RedisClient } from '../shared/redis.js'
 import type { IngestAttempt, IngestProgress } from '../shared/run-contract.js'
 import { newRunId } from '../shared/segments.js'
-import { withFileLock } from '../ingest/file-lock.js'
+import { createLockRedis, withFileLock } from '../ingest/file-lock.js'
 import { findManifest } from '../ingest/find-manifest.js'
+import { checkRunPartitions, isFullRun, livePartitions } from '../ingest/run-partitions.js'
 import { redisKeys } from '../shared/redis-keys.js'
 import { lowerPriority } from '../shared/process-priority.js'
 import { jobLockKey, SANDBOX_CONFIG_ENV, type FileJobData, type FileJobResult } from './ingest-jobs.js'
 
-interface Sandbox { config: Config, logger: Logger, kafka: Kafka, redis: RedisClient }
+/**
+ * `redis` is the worker-role connection (waits out outages); `lockRedis` is the file lock's own,
+ * which fails fast, so that a holder cut off from Redis stops before its lock could expire.
+ */
+interface Sandbox { config: Config, logger: Logger, kafka: Kafka, redis: RedisClient, lockRedis: RedisClient }
 let sandbox: Sandbox | undefined
 
 /** How long an orphaned child lets its production unwind (release the file lock) before it exits anyway. */
@@ -56,7 +62,7 @@ function getSandbox (): Sandbox {
   const config = JSON.parse(raw) as Config
   const logger = createLogger(config.logLevel, 'ingest-processor')
   lowerPriority(config.pipelineNice, logger)
-  sandbox = { config, logger, kafka: createKafka(config, logger, 'coupons-ingest'), redis: createRedis(config, 'worker', logger) }
+  sandbox = { config, logger, kafka: createKafka(config, logger, 'coupons-ingest'), redis: createRedis(config, 'worker', logger), lockRedis: createLockRedis(config, logger) }
   return sandbox
 }
 
@@ -69,8 +75,8 @@ export default async function processFileJob (job: SandboxedJob<FileJobData, Fil
 }
 
 async function produceJob (job: SandboxedJob<FileJobData, FileJobResult>, token: string | undefined, signal: AbortSignal): Promise<FileJobResult> {
-  const { config, logger, kafka, redis } = getSandbox()
-  const { runId, file } = job.data
+  const { config, logger, kafka, redis, lockRedis } = getSandbox()
+  const { runId, file, runFiles } = job.data
   const segmentId = newRunId()
   // An attempt still 'running' in the data never finished: its worker or its sandbox died.
   const earlier = (job.data.attempts ?? []).map((attempt): IngestAttempt => attempt.outcome === 'running'
@@ -79,18 +85,20 @@ async function produceJob (job: SandboxedJob<FileJobData, FileJobResult>, token:
   const attempt: IngestAttempt = { attempt: earlier.length + 1, segmentId, startedAt: new Date().toISOString(), finishedAt: null, outcome: 'running', error: null }
   const record = async (update: Partial<IngestAttempt>): Promise<void> => {
     Object.assign(attempt, update)
-    await job.updateData({ runId, file, segmentId: attempt.segmentId, attempts: [...earlier, attempt] })
+    await job.updateData({ runId, file, runFiles, segmentId: attempt.segmentId, attempts: [...earlier, attempt] })
   }
   const log = logger.child({ jobId: job.id, runId, file, segmentId, attempt: attempt.attempt })
   try {
     // Visible in the job before any record is written: a failed attempt names its segment too.
     await record({})
+    // The API and the CLI refuse such a run up front; this catches one queued before KAFKA_PARTITIONS changed.
+    if (!isFullRun(config, runFiles ?? [file])) checkRunPartitions(config, runFiles ?? [file], await livePartitions(redis, config.redisPrefix))
     const onWait = (): void => {
       log.info('another production of this file is running; waiting for it')
       Promise.resolve(job.log(`waiting for another production of ${file}`)).catch(() => {})
     }
     const jobLock = token === undefined || job.id === undefined ? null : jobLockKey(job.queueQualifiedName, job.id)
-    const { manifest, adopted } = await withFileLock(redis, redisKeys(config.redisPrefix).ingestLock(file), { signal, onWait }, async (lockedSignal, fileLock) => {
+    const { manifest, adopted } = await withFileLock(lockRedis, redisKeys(config.redisPrefix).ingestLock(file), { signal, onWait }, async (lockedSignal, fileLock) => {
       // Under the file lock, so an earlier attempt still producing this file has finished (or died).
       // Every attempt records itself before it produces anything, so a job with no earlier attempt
       // cannot have a manifest yet: the first attempt (nearly every job) skips the lookup and its
@@ -108,10 +116,17 @@ async function produceJob (job: SandboxedJob<FileJobData, FileJobResult>, token:
         signal: lockedSignal,
         onProgress: (progress) => { job.updateProgress(progress).catch(() => {}) },
         // Only the holder of the job's lock may publish: after a stalled check handed the job to
-        // another worker, this attempt's manifest would be a second copy of the file.
+        // another worker, this attempt's manifest would be a second copy of the file. Both checks
+        // go through the lock's fail-fast connection: a fence that hangs through an outage would
+        // let the manifest out after the locks expired.
         fence: async () => {
           await fileLock.assertHeld()
-          if (jobLock !== null && await redis.get(jobLock) !== token) {
+          const jobLockHolder = jobLock === null
+            ? null
+            : await lockRedis.get(jobLock).catch((err: Error) => {
+              throw new CouponsError('INGEST_LOCK_UNREACHABLE', `${file}: could not check job ${job.id}'s lock: ${err.message}; not writing a manifest`, { cause: err, retriable: true })
+            })
+          if (jobLock !== null && jobLockHolder !== token) {
             throw new CouponsError('INGEST_LOCK_LOST', `${file}: job ${job.id} is no longer this attempt's (its lock expired); not writing a manifest`, { retriable: true })
           }
         }

@@ -37,7 +37,7 @@ export async function startRun ({ config, kafka, flows }: RunStarter, files: str
     children: files.map((file) => ({
       name: FILE_JOB,
       queueName: FILES_QUEUE,
-      data: { runId, file } satisfies FileJobData,
+      data: { runId, file, runFiles: files } satisfies FileJobData,
       opts: fileJobOptions(config, runId, file)
     }))
   })

@@ -20,7 +20,8 @@ export const EnvSchema = Type.Object({
   REDIS_CLUSTER_NODES: Type.String({ default: '', pattern: '^([^,\\s:]+:[0-9]+(,[^,\\s:]+:[0-9]+)*)?$', description: 'Comma-separated host:port seed nodes of a Redis Cluster; empty: one Redis at REDIS_URL' }),
   REDIS_PREFIX: Type.String({ default: 'coupons:', pattern: '^[A-Za-z0-9:._-]*(\\{[A-Za-z0-9:._-]+\\})?[A-Za-z0-9:._-]*$', minLength: 1, description: 'Prefix of every Redis key (the set, meta, swaps channel and BullMQ queues). The keys of the set and of BullMQ carry hash tags derived from it (one slot each on a Redis Cluster); a prefix with a {tag} of its own is used as it is, every key in that one slot' }),
   KAFKA_BROKERS: Type.String({ default: '127.0.0.1:9092', pattern: '^[^,\\s]+(,[^,\\s]+)*$', description: 'Comma-separated host:port list' }),
-  KAFKA_PARTITIONS: Type.Integer({ default: 8, minimum: 1, maximum: 1024, description: 'Partitions of each data topic; a code goes to hash(code) mod this' }),
+  KAFKA_PARTITIONS: Type.Integer({ default: 8, minimum: 1, maximum: 1024, description: 'Partitions each data topic is produced with; a code goes to hash(code) mod this. A topic with fewer is grown; one with more keeps its extra partitions unused (Kafka cannot shrink a topic). After a change, run a full ingest (see "Changing the partition count")' }),
+  KAFKA_REPLICATION_FACTOR: Type.Integer({ default: -1, minimum: -1, maximum: 32_767, description: 'Replicas of every topic the service creates (data, coupons.segments, flash sale); -1: the broker\'s default.replication.factor (and its min.insync.replicas). N >= 1 also sets min.insync.replicas to N - 1 (at least 1). Topics that already exist keep theirs' }),
   KAFKA_TOPIC_PREFIX: Type.String({ default: '', pattern: '^[A-Za-z0-9._-]*$', description: 'Prefix of every topic name (empty: topics are named exactly after the files)' }),
   COUPON_DATA_DIR: Type.String({ default: './data', minLength: 1, description: 'Folder holding the coupon files' }),
   COUPON_FILES: Type.String({ default: 'couponbase1.gz,couponbase2.gz,couponbase3.gz', pattern: `^${FILE_NAME}(,${FILE_NAME})*$`, description: 'Comma-separated file names (names, never paths) that define the valid set' }),
@@ -61,6 +62,8 @@ export interface Config {
   redisPrefix: string
   kafkaBrokers: string[]
   kafkaPartitions: number
+  /** -1: the broker's default.replication.factor */
+  kafkaReplicationFactor: number
   kafkaTopicPrefix: string
   couponDataDir: string
   couponFiles: string[]
@@ -108,6 +111,9 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
   if (new Set(couponFiles).size !== couponFiles.length) {
     throw new CouponsError('CONFIG_INVALID', 'invalid configuration: COUPON_FILES lists a file twice')
   }
+  if (raw.KAFKA_REPLICATION_FACTOR === 0) {
+    throw new CouponsError('CONFIG_INVALID', 'invalid configuration: KAFKA_REPLICATION_FACTOR must be -1 (the broker\'s default) or at least 1')
+  }
   if (raw.MIN_FILES > couponFiles.length) {
     throw new CouponsError('CONFIG_INVALID', `invalid configuration: MIN_FILES (${raw.MIN_FILES}) is larger than the number of COUPON_FILES (${couponFiles.length})`)
   }
@@ -119,6 +125,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     redisPrefix: raw.REDIS_PREFIX,
     kafkaBrokers: raw.KAFKA_BROKERS.split(','),
     kafkaPartitions: raw.KAFKA_PARTITIONS,
+    kafkaReplicationFactor: raw.KAFKA_REPLICATION_FACTOR,
     kafkaTopicPrefix: raw.KAFKA_TOPIC_PREFIX,
     couponDataDir: raw.COUPON_DATA_DIR,
     couponFiles,

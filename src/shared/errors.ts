@@ -12,6 +12,8 @@ export const errorCodes = [
 
   'KAFKA_TOPIC_MISSING',
   'KAFKA_PARTITIONS_MISMATCH',
+  /** KAFKA_REPLICATION_FACTOR asks for more replicas than the cluster has brokers */
+  'KAFKA_REPLICATION_INVALID',
   'KAFKA_NO_LEADER',
   'KAFKA_SEGMENTS_WRITE_FAILED',
 
@@ -29,6 +31,10 @@ export const errorCodes = [
   'INGEST_LINE_TOO_LONG',
   'INGEST_ABORTED',
   'INGEST_LOCK_LOST',
+  /** Redis did not confirm the file lock in time: the holder stops before the lock could expire */
+  'INGEST_LOCK_UNREACHABLE',
+  /** a partial run under a KAFKA_PARTITIONS other than the live set's: only a full run re-partitions */
+  'INGEST_PARTITIONS_CHANGED',
   'INGEST_KAFKA_FAILED',
   'INGEST_FAILED',
 

@@ -10,8 +10,8 @@ import { generateCoupons } from '../../src/gen/generate-coupons.js'
 import { acquireFileLock } from '../../src/ingest/file-lock.js'
 import { loadConfig, type Config } from '../../src/shared/config.js'
 import { topicNames } from '../../src/shared/kafka.js'
-import { redisKeys } from '../../src/shared/redis-keys.js'
-import { expectedCodes, readManifests } from '../helpers/ingest-read.js'
+import { META, redisKeys } from '../../src/shared/redis-keys.js'
+import { expectedCodes, readManifests, readSegments } from '../helpers/ingest-read.js'
 import { deleteRedisPrefix, deleteTopics, testKafka, uniqueName } from '../helpers/test-env.js'
 
 const FILE = 'couponbase1.gz'
@@ -68,4 +68,14 @@ t.test('coupons ingest stopped by SIGTERM exits 143 and publishes nothing', asyn
   cli.child.kill('SIGTERM')
   t.equal(await cli.exited, 143, 'the exit status of a process ended by SIGTERM, not 0')
   t.same((await readManifests(kafka, topicNames(config).segments)).filter((m) => m.file === FILE), [], 'no manifest')
+})
+
+t.test('coupons ingest of some files under a KAFKA_PARTITIONS other than the live set\'s is refused before anything is published', async (t) => {
+  const { env, config, kafka, redis } = await setup(t)
+  await redis.hset(redisKeys(config.redisPrefix).meta, META.partitions, '4')
+  const { cli, output } = ingest(t, env)
+
+  t.equal(await cli.exited, 1, 'exits 1')
+  t.match(output(), 'KAFKA_PARTITIONS is 2 but the live set was built from segments with 4 partitions; run a full ingest (all files: couponbase1.gz, couponbase2.gz, couponbase3.gz) to re-partition')
+  t.same(await readSegments(kafka, topicNames(config).segments).catch(() => []), [], 'no run record, no manifest')
 })

@@ -131,6 +131,61 @@ t.test('codes that all go to one partition leave in record batches below Kafka\'
   t.same(codesOfSegment(records, manifest, 1), expectedCodes(join(dir, file), 1).perPartition, 'every code, once')
 })
 
+/** Creates the file's data topic with `partitions`, as an earlier KAFKA_PARTITIONS would have. */
+async function topicWith (kafka: ReturnType<typeof testKafka>, topic: string, partitions: number): Promise<void> {
+  const admin = kafka.admin()
+  await admin.connect()
+  try {
+    await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true })
+  } finally {
+    await admin.disconnect()
+  }
+}
+
+async function partitionsOf (kafka: ReturnType<typeof testKafka>, topic: string): Promise<Array<{ partition: number, high: string }>> {
+  const admin = kafka.admin()
+  await admin.connect()
+  try {
+    return (await admin.fetchTopicOffsets(topic)).map(({ partition, high }) => ({ partition, high })).sort((a, b) => a.partition - b.partition)
+  } finally {
+    await admin.disconnect()
+  }
+}
+
+t.test('a data topic with fewer partitions than KAFKA_PARTITIONS grows to it, and the segment uses them all', async (t) => {
+  const { dir, config, kafka } = await setup(t, 'grow')
+  t.equal(config.kafkaPartitions, 4)
+  await generateCoupons({ outDir: dir, scale: 0.001, seed: 9 })
+  const file = 'couponbase1.gz'
+  const topic = topicNames(config).data(file)
+  await topicWith(kafka, topic, 2)
+
+  const manifest = await produceFile({ config, kafka, logger, file, runId: newRunId() })
+  const partitions = await partitionsOf(kafka, topic)
+  t.equal(partitions.length, 4, 'the topic has grown to 4 partitions')
+  t.same(manifest.partitions.map((range) => range.partition), [0, 1, 2, 3], 'the manifest has 4 ranges')
+  t.ok(manifest.partitions.every((range) => range.codes > 0), 'each with codes, the new partitions too')
+  const records = await readTopic(kafka, topic)
+  t.same(codesOfSegment(records, manifest, 4), expectedCodes(join(dir, file), 4).perPartition, 'every code in its partition of hash mod 4')
+})
+
+t.test('a data topic with more partitions than KAFKA_PARTITIONS keeps them, and the segment leaves the extra ones empty', async (t) => {
+  const { dir, config: four, kafka } = await setup(t, 'shrink')
+  await generateCoupons({ outDir: dir, scale: 0.001, seed: 10 })
+  const file = 'couponbase1.gz'
+  const topic = topicNames(four).data(file)
+  await topicWith(kafka, topic, 4)
+  const config = { ...four, kafkaPartitions: 2 }
+
+  const manifest = await produceFile({ config, kafka, logger, file, runId: newRunId() })
+  const partitions = await partitionsOf(kafka, topic)
+  t.equal(partitions.length, 4, 'Kafka cannot shrink a topic: still 4 partitions')
+  t.same(partitions.filter((p) => p.partition >= 2), [{ partition: 2, high: '0' }, { partition: 3, high: '0' }], 'nothing was produced to partitions 2 and 3')
+  t.same(manifest.partitions.map((range) => range.partition), [0, 1], 'the manifest has 2 ranges')
+  const records = await readTopic(kafka, topic)
+  t.same(codesOfSegment(records, manifest, 2), expectedCodes(join(dir, file), 2).perPartition, 'every code in its partition of hash mod 2')
+})
+
 t.test('a gzip of nothing is a valid segment with zero codes', async (t) => {
   const { dir, config, kafka } = await setup(t, 'empty')
   const file = 'couponbase2.gz'

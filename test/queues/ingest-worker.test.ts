@@ -15,7 +15,7 @@ import { createIngestWorker, SANDBOX_INHERITED_ENV, sandboxEnv } from '../../src
 import type { IngestRuns } from '../../src/queues/ingest-runs.js'
 import type { Config } from '../../src/shared/config.js'
 import { topicNames } from '../../src/shared/kafka.js'
-import { redisKeys } from '../../src/shared/redis-keys.js'
+import { META, redisKeys } from '../../src/shared/redis-keys.js'
 import { newRunId } from '../../src/shared/segments.js'
 import { waitFor } from '../../scripts/lib/wait-for.js'
 import type { IngestAttempt, Run } from '../../src/shared/run-contract.js'
@@ -98,6 +98,28 @@ t.test('a truncated file fails its job once, fails the run and leaves no manifes
   t.match(file.segmentId, /^\d{8}T\d{9}Z-[0-9a-f]{8}$/, 'the failed attempt names its segment (a run-style id)')
   const records = await readSegments(kafka, topicNames(config).segments)
   t.same(records.filter((r) => r.type === 'segment'), [], 'no manifest')
+})
+
+t.test('a queued partial run that a KAFKA_PARTITIONS change overtook fails at once, unretried; a full run is produced', async (t) => {
+  const { dir, config, kafka, redis, runs } = await queueStack(t, 'repartition', { INGEST_ATTEMPTS: '3' })
+  await generateCoupons({ outDir: dir, scale: 0.001, seed: 11 })
+  // As if the live set had been built with 8 partitions and the run queued before KAFKA_PARTITIONS became 4.
+  await redis.hset(redisKeys(config.redisPrefix).meta, META.partitions, '8')
+
+  const partial = await runs.startRun(['couponbase2.gz'], 'admin')
+  const refused = await waitForRun(runs, partial.runId, (view) => view.state === 'failed' || view.state === 'completed')
+  t.equal(refused.state, 'failed')
+  const [file] = refused.files
+  t.equal(file.attemptsMade, 1, 'not retried: only a full run or the old KAFKA_PARTITIONS helps')
+  t.equal(file.failedReason, 'INGEST_PARTITIONS_CHANGED: KAFKA_PARTITIONS is 4 but the live set was built from segments with 8 partitions; ' +
+    'run a full ingest (all files: couponbase1.gz, couponbase2.gz, couponbase3.gz) to re-partition, not only couponbase2.gz')
+  t.same(await readTopic(kafka, topicNames(config).data('couponbase2.gz')).catch(() => []), [], 'nothing produced')
+
+  const full = await runs.startRun(config.couponFiles, 'admin')
+  const produced = await waitForRun(runs, full.runId, (view) => view.state === 'failed' || view.state === 'completed')
+  t.equal(produced.state, 'completed', 'a run of every file re-partitions them all')
+  const manifests = (await readSegments(kafka, topicNames(config).segments)).filter((r) => r.type === 'segment')
+  t.same(manifests.map((m) => m.type === 'segment' && m.partitions.length), [4, 4, 4], 'each file under the new count')
 })
 
 t.test('a job waits while another run holds its file, then produces it', async (t) => {

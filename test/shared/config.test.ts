@@ -11,6 +11,7 @@ t.test('defaults give a working local configuration', async (t) => {
   t.equal(config.redisPrefix, 'coupons:')
   t.equal(config.ingestCron, '0 3 * * *')
   t.equal(config.adminToken, undefined)
+  t.equal(config.kafkaReplicationFactor, -1, 'the broker\'s default replication factor')
 })
 
 t.test('values are coerced from strings and lists are split', async (t) => {
@@ -18,6 +19,7 @@ t.test('values are coerced from strings and lists are split', async (t) => {
   t.equal(config.port, 8080)
   t.same(config.kafkaBrokers, ['a:1', 'b:2'])
   t.equal(config.kafkaPartitions, 12)
+  t.equal(loadConfig({ KAFKA_REPLICATION_FACTOR: '3' }).kafkaReplicationFactor, 3)
   t.equal(config.ingestWorker, false)
   t.equal(config.ingestCron, null, '"off" disables the daily run')
 })
@@ -40,6 +42,8 @@ t.test('bad values fail with the variable name', async (t) => {
   const cases: Array<[NodeJS.ProcessEnv, RegExp]> = [
     [{ PORT: 'eighty' }, /PORT/],
     [{ KAFKA_PARTITIONS: '0' }, /KAFKA_PARTITIONS/],
+    [{ KAFKA_REPLICATION_FACTOR: '0' }, /KAFKA_REPLICATION_FACTOR/],
+    [{ KAFKA_REPLICATION_FACTOR: '-2' }, /KAFKA_REPLICATION_FACTOR/],
     [{ REDIS_URL: 'localhost:6379' }, /REDIS_URL/],
     [{ REDIS_CLUSTER_NODES: '10.0.0.1' }, /REDIS_CLUSTER_NODES/],
     [{ REDIS_CLUSTER_NODES: '10.0.0.1:7000,' }, /REDIS_CLUSTER_NODES/],

@@ -5,10 +5,11 @@ import { listCoupons } from '../../flash-sale/store.js'
 import { checkRunFiles, type Config } from '../../shared/config.js'
 import { isCouponsError } from '../../shared/errors.js'
 import { META, redisKeys } from '../../shared/redis-keys.js'
+import { checkRunPartitions, isFullRun, livePartitions } from '../../ingest/run-partitions.js'
 import { adminAuth } from '../admin-auth.js'
 import { fromDependency, HttpError } from '../http-errors.js'
 import { Run, StartedRun } from '../../shared/run-contract.js'
-import { FlashSaleCouponList, FlashSaleCouponsQuery, IngestBody, RunList, RunParams, RunsQuery, Status, errors } from '../schemas.js'
+import { ErrorResponse, FlashSaleCouponList, FlashSaleCouponsQuery, IngestBody, RunList, RunParams, RunsQuery, Status, errors } from '../schemas.js'
 
 export interface AdminRoutesOptions {
   config: Config
@@ -22,14 +23,21 @@ const adminRoutes: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (fastif
   if (config.adminToken === undefined) fastify.log.warn('ADMIN_TOKEN is not set: every /admin request will be refused')
   fastify.addHook('onRequest', adminAuth(config.adminToken))
 
+  const keys = redisKeys(config.redisPrefix)
   fastify.post('/ingest', {
     schema: {
       tags: ['admin'],
       summary: 'Start an ingest run',
-      description: 'Queues one job per file (a BullMQ flow). The aggregator swaps the new valid set in when every file of the run is complete.',
+      description: 'Queues one job per file (a BullMQ flow). The aggregator swaps the new valid set in when every file of the run is complete. ' +
+        'A run of only some files is refused with 409 (code INGEST_PARTITIONS_CHANGED) while KAFKA_PARTITIONS differs from the partition count ' +
+        'the live set was built with: a run of every file re-partitions them all.',
       security,
       body: IngestBody,
-      response: { 202: StartedRun, ...errors(400, 401, 500, 503) }
+      response: {
+        202: StartedRun,
+        409: { ...ErrorResponse, description: 'Refused: code INGEST_PARTITIONS_CHANGED (a partial run under a changed KAFKA_PARTITIONS; run every file)' },
+        ...errors(400, 401, 500, 503)
+      }
     },
     // No body at all means the same as {}: every configured file.
     preValidation: async (request) => { request.body ??= {} }
@@ -41,6 +49,14 @@ const adminRoutes: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (fastif
       throw isCouponsError(err) ? new HttpError(400, err.message) : err
     }
     const files = config.couponFiles.filter((file) => requested.includes(file))
+    if (!isFullRun(config, files)) {
+      const live = await fromDependency('redis', dependencyTimeoutMs, () => livePartitions(fastify.redis, config.redisPrefix))
+      try {
+        checkRunPartitions(config, files, live)
+      } catch (err) {
+        throw isCouponsError(err, 'INGEST_PARTITIONS_CHANGED') ? new HttpError(409, err.message, { code: err.code }) : err
+      }
+    }
     const run = await fromDependency('the ingest queue', dependencyTimeoutMs, () => fastify.ingestRuns.startRun(files, 'admin'))
     request.log.info({ runId: run.runId, files }, 'ingest run started')
     return reply.code(202).send(run)
@@ -73,7 +89,6 @@ const adminRoutes: FastifyPluginAsyncTypebox<AdminRoutesOptions> = async (fastif
     return run
   })
 
-  const keys = redisKeys(config.redisPrefix)
   fastify.get('/status', {
     schema: {
       tags: ['admin'],

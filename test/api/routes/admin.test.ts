@@ -3,6 +3,7 @@ import { pino } from 'pino'
 import t from 'tap'
 import { ADMIN_TOKEN, freePort, publishSet, testApp, ThrowawayRedis } from '../../helpers/api-env.js'
 import { testSchema } from '../../helpers/postgres-env.js'
+import { META, redisKeys } from '../../../src/shared/redis-keys.js'
 import { deleteTopics, testKafka } from '../../helpers/test-env.js'
 
 const auth = { authorization: `Bearer ${ADMIN_TOKEN}` }
@@ -119,6 +120,35 @@ t.test('a run started through the API is queued, listed and followed file by fil
   const status = await app.inject({ method: 'GET', url: '/admin/status', headers: auth })
   t.equal(status.statusCode, 200)
   t.same(status.json().queue, { active: 0, waiting: 5, prioritized: 0, delayed: 0, completed: 0, failed: 0 }, 'the five file jobs of the two runs wait')
+})
+
+t.test('a partial run under a KAFKA_PARTITIONS other than the live set\'s is refused with 409; a full run is not', async (t) => {
+  const { app, config, redis } = await testApp(t)
+  t.teardown(() => deleteTopics(testKafka(config), config.kafkaTopicPrefix))
+  t.equal(config.kafkaPartitions, 4)
+  const meta = redisKeys(config.redisPrefix).meta
+  const partial = { method: 'POST', url: '/admin/ingest', headers: auth, payload: { files: ['couponbase2.gz'] } } as const
+
+  t.equal((await app.inject(partial)).statusCode, 202, 'no partition count in the meta hash (unknown): allowed')
+  await redis.hset(meta, META.partitions, '4')
+  t.equal((await app.inject(partial)).statusCode, 202, 'the same count as the live set: allowed')
+
+  await redis.hset(meta, META.partitions, '8')
+  const refused = await app.inject(partial)
+  t.equal(refused.statusCode, 409)
+  t.same(refused.json(), {
+    statusCode: 409,
+    error: 'Conflict',
+    code: 'INGEST_PARTITIONS_CHANGED',
+    message: 'KAFKA_PARTITIONS is 4 but the live set was built from segments with 8 partitions; ' +
+      'run a full ingest (all files: couponbase1.gz, couponbase2.gz, couponbase3.gz) to re-partition, not only couponbase2.gz'
+  }, 'naming both counts and what to do')
+
+  const full = await app.inject({ method: 'POST', url: '/admin/ingest', headers: auth, payload: { files: [...config.couponFiles].reverse() } })
+  t.equal(full.statusCode, 202, 'a run of every file re-partitions them all: allowed')
+  t.equal((await app.inject({ method: 'POST', url: '/admin/ingest', headers: auth })).statusCode, 202, 'and so is the default run')
+  const runs = (await app.inject({ method: 'GET', url: '/admin/runs', headers: auth })).json().runs
+  t.equal(runs.length, 4, 'the refused run was never queued')
 })
 
 t.test('GET /admin/runs/:runId is 404 for an unknown run and 400 for a malformed id', async (t) => {
