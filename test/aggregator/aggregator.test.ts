@@ -258,3 +258,30 @@ t.test('a restarted coordinator replays coupons.segments from the point kept in 
   await waitFor('the replay to end', async () => lines.some((line) => line.msg === 'coupons.segments replayed') ? true : null)
   t.same(await Promise.all(runs.map(async (runId) => await pipeline.redis.hgetall(pipeline.keys.runResult(runId)))), resultsBefore, 'no run result was rewritten')
 })
+
+t.test('KAFKA_PARTITIONS raised: a full run re-partitions every file and is applied with the new count; a run mixing counts fails naming them', async (t) => {
+  const pipeline = await setupPipeline(t, 'agg-repartition', { KAFKA_PARTITIONS: '2' })
+  const key: AnswerKey = await generateCoupons({ outDir: pipeline.dir, scale: 0.001, seed: 14 })
+  await startAggregator(t, pipeline.config)
+  const first = await ingestRun(pipeline, FILES)
+  t.equal((await runResult(pipeline, first.runId)).state, 'applied')
+  t.equal(await pipeline.redis.hget(pipeline.keys.meta, META.partitions), '2')
+
+  // The operator raises the count and runs a full ingest: the topics grow, the live set keeps serving.
+  const wider = { ...pipeline, config: { ...pipeline.config, kafkaPartitions: 4 } }
+  const second = await ingestRun(wider, FILES)
+  t.same(second.manifests.map((manifest) => manifest.partitions.length), [4, 4, 4], 'every file is produced into 4 partitions')
+  const result = await runResult(pipeline, second.runId, 90_000)
+  t.equal(result[RUN_RESULT.state], 'applied', JSON.stringify(result))
+  t.same(await liveSet(pipeline), key.valid, 'the set is the same answer key, from 4 partitions')
+  t.equal(await pipeline.redis.hget(pipeline.keys.meta, META.partitions), '4')
+  t.same(Object.values(JSON.parse(result[RUN_RESULT.deciders]) as Record<string, number[]>).flat().sort(), [0, 1, 2, 3], 'all 4 partitions were decided')
+
+  // One file produced with 2 partitions again (bypassing the api's refusal): the run cannot line up.
+  const narrow = await ingestRun(pipeline, [FILES[0]])
+  const mixed = await runResult(pipeline, narrow.runId)
+  t.equal(mixed[RUN_RESULT.state], 'failed')
+  t.equal(mixed[RUN_RESULT.error], 'AGGREGATOR_PARTITIONS_MISMATCH: the current segments were produced with different partition counts (couponbase1.gz: 2, couponbase2.gz: 4, couponbase3.gz: 4); ' +
+    'KAFKA_PARTITIONS changed between runs: run a full ingest (all files) to re-partition every file')
+  t.equal(await pipeline.redis.hget(pipeline.keys.meta, META.generation), second.runId, 'the live set is untouched')
+})
