@@ -55,9 +55,12 @@ export function retryDelayMs (baseMs: number, failures: number): number {
  */
 export function isRetriable (err: unknown): boolean {
   if (isCouponsError(err)) return err.retriable
-  const { name, retriable } = err as { name?: unknown, retriable?: unknown }
+  if (typeof err !== 'object' || err === null) return false
+  const { name, retriable, message } = err as { name?: unknown, retriable?: unknown, message?: unknown }
+  // KafkaJS's own retries ran out (about 30 s of a broker outage): an outage, not a bug.
+  if (name === 'KafkaJSNumberOfRetriesExceeded') return true
   if (typeof name === 'string' && name.startsWith('KafkaJS')) return retriable === true
-  return name === 'MaxRetriesPerRequestError' || (err as Error).message === 'Connection is closed.'
+  return name === 'MaxRetriesPerRequestError' || message === 'Connection is closed.'
 }
 
 export interface RunStats {

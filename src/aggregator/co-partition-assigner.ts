@@ -24,8 +24,8 @@ export function assignCoPartitioned (memberIds: readonly string[], segmentsTopic
       if (p < partitions) (assignment[topic] ??= []).push(p)
     }
   }
-  // The coordinator is the member that decides the fewest partitions (the last one when P does not
-  // divide evenly), because it also replays coupons.segments and plans.
+  // The coordinator is a member that decides the fewest partitions (the first of those when P does
+  // not divide evenly), because it also replays coupons.segments and plans.
   const coordinator = members[(width % members.length === 0 ? 0 : width % members.length) % members.length]
   ;(assignments.get(coordinator) as Assignment)[segmentsTopic] = [0]
   return assignments

@@ -87,6 +87,7 @@ export class PartitionReader {
   readonly #logger: Logger
   /** the read in progress (one at a time: the aggregator reads one partition while deciding another) */
   #active: ActiveRead | null = null
+  #reading = false
 
   constructor (consumer: Consumer, admin: Admin, logger: Logger) {
     this.#consumer = consumer
@@ -141,8 +142,17 @@ export class PartitionReader {
 
   /** Reads one partition of every segment into `options.state`; the partitions must be this consumer's. */
   async read (options: ReadOptions): Promise<ReadCounts[]> {
+    if (this.#reading) throw new Error('a PartitionReader reads one partition at a time')
+    this.#reading = true
+    try {
+      return await this.#read(options)
+    } finally {
+      this.#reading = false
+    }
+  }
+
+  async #read (options: ReadOptions): Promise<ReadCounts[]> {
     const { runId, partition, partitions, state, signal } = options
-    if (this.#active !== null) throw new Error('a PartitionReader reads one partition at a time')
     const reads = options.reads.filter((read) => read.range.firstOffset !== null && read.range.lastOffset !== null)
     const counts = new Map(options.reads.map((read) => [read.file, { file: read.file, records: 0, codes: 0 }]))
     if (reads.length > 0) {

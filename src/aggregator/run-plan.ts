@@ -83,7 +83,12 @@ export function encodePlan (plan: RunPlan): string {
 }
 
 export function decodePlan (body: string): RunPlan {
-  const parsed: unknown = JSON.parse(body)
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(body)
+  } catch {
+    parsed = undefined
+  }
   if (!Value.Check(RunPlan, parsed)) throw new CouponsError('AGGREGATOR_BAD_PLAN', `the run plan in Redis has an unknown shape: ${body.slice(0, 200)}`)
   return parsed
 }

@@ -85,9 +85,10 @@ t.test('a scheduled job starts a real run of every configured file', async (t) =
   // The aggregator's verdict shows up in the run view.
   const segments = run.files.map(({ file, segmentId }) => ({ file, segmentId: segmentId!, runId }))
   await redis.hset(redisKeys(config.redisPrefix).runResult(runId), RUN_RESULT.state, 'applied', RUN_RESULT.appliedAt, '2030-01-01T00:00:00.000Z', RUN_RESULT.validCount, '8', RUN_RESULT.swapMs, '12',
-    RUN_RESULT.segments, JSON.stringify(segments))
+    RUN_RESULT.segments, JSON.stringify(segments), RUN_RESULT.deciders, JSON.stringify({ 'host-1-ab12': [0, 2], 'host-2-cd34': [1, 3] }))
   const applied = await runs.getRun(runId)
-  t.same(applied?.result, { state: 'applied', appliedAt: '2030-01-01T00:00:00.000Z', validCount: 8, swapMs: 12, error: null, segments })
+  t.same(applied?.result, { state: 'applied', appliedAt: '2030-01-01T00:00:00.000Z', validCount: 8, swapMs: 12, error: null, segments, deciders: { 'host-1-ab12': [0, 2], 'host-2-cd34': [1, 3] }, attempts: null },
+    'the result names the aggregator instance that decided each partition')
   t.same(applied?.files.map((file) => file.appliedSegmentId), segments.map((segment) => segment.segmentId), 'each file names its applied segment')
   t.equal(await runs.getRun('no-such-run'), null)
 })

@@ -40,10 +40,11 @@ t.test('a run view nests its files and its result', async (t) => {
         { attempt: 2, segmentId: 's2', startedAt: '2025-01-01T03:01:00.000Z', finishedAt: '2025-01-01T03:02:00.000Z', outcome: 'produced', error: null }
       ]
     }],
-    result: { state: 'applied', appliedAt: '2025-01-01T03:05:00.000Z', validCount: 8, swapMs: 12, error: null, segments: [{ file: 'couponbase1.gz', segmentId: 's2', runId: '20250101T030000000Z-0a0b0c0d' }] }
+    result: { state: 'applied', appliedAt: '2025-01-01T03:05:00.000Z', validCount: 8, swapMs: 12, error: null, segments: [{ file: 'couponbase1.gz', segmentId: 's2', runId: '20250101T030000000Z-0a0b0c0d' }], deciders: { 'agg-1': [0] }, attempts: null }
   }
   t.ok(Value.Check(Run, run))
   t.notOk(Value.Check(Run, { ...run, result: { ...run.result, state: 'done' } }), 'a result state outside applied, failed, superseded is refused')
+  t.notOk(Value.Check(Run, { ...run, result: { ...run.result, deciders: { 'agg-1': [-1] } } }), 'a decider\'s partitions are partition numbers')
   const attempt = run.files[0].attempts[1]
   t.notOk(Value.Check(Run, { ...run, files: [{ ...run.files[0], attempts: [{ ...attempt, outcome: 'lost' }] }] }), 'an attempt outcome outside the five is refused')
 })
