@@ -1,0 +1,216 @@
+// decidePartitions against the real Kafka and Redis, with segments produced by the real ingest and
+// read through a group consumer that owns the partitions: one instance's share of a run is
+// decided into the run's staging set and recorded staged, partition by partition, so that the
+// swap publishes the set once every partition is; a count mismatch stages nothing of its partition.
+// How a plan is made (missing files, mixed partition counts) is planRun's (run-plan.test.ts).
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { gzipSync } from 'node:zlib'
+import t, { type Test } from 'tap'
+import { generateCoupons } from '../../src/gen/generate-coupons.js'
+import { produceFile } from '../../src/ingest/produce-file.js'
+import { packCode, partitionOf } from '../../src/shared/code-packing.js'
+import { topicNames } from '../../src/shared/kafka.js'
+import { newRunId, type SegmentManifest } from '../../src/shared/segments.js'
+import { decidePartitions, type PartitionsStats } from '../../src/aggregator/decide-partitions.js'
+import { planRun, type RunPlan } from '../../src/aggregator/run-plan.js'
+import { ValidSetSwap, type SwapOutcome } from '../../src/aggregator/valid-set-swap.js'
+import { liveSet, setupPipeline, type Pipeline } from '../helpers/aggregator-fixtures.js'
+import { startGroupReader, type GroupReader } from '../helpers/group-reader.js'
+import { onRunPhase, recordRunPhases } from '../helpers/run-phases.js'
+import { silentLogger } from '../helpers/test-env.js'
+
+const FILES = ['couponbase1.gz', 'couponbase2.gz', 'couponbase3.gz']
+/** A decision that never ends fails the test after this long instead of at tap's timeout. */
+const DECIDE_TIMEOUT_MS = 60_000
+
+interface Setup { pipeline: Pipeline, swap: ValidSetSwap, group: GroupReader | null }
+
+async function prepare (t: Test, label: string): Promise<Setup> {
+  const pipeline = await setupPipeline(t, label)
+  return { pipeline, swap: new ValidSetSwap(pipeline.redis, pipeline.config.redisPrefix, silentLogger), group: null }
+}
+
+async function produce (setup: Setup, file: string, runId: string, codes?: string[]): Promise<SegmentManifest> {
+  const { config, kafka, dir } = setup.pipeline
+  if (codes !== undefined) await writeFile(join(dir, file), gzipSync(Buffer.from(codes.join('\n') + '\n')))
+  return await produceFile({ config, kafka, logger: silentLogger, file, runId })
+}
+
+/** The plan of `runId` from these manifests, as if the newest of them were at coupons.segments offset `newestOffset`. */
+function plan (setup: Setup, runId: string, manifests: SegmentManifest[], newestOffset: bigint): RunPlan {
+  const offsets = new Map(manifests.map((manifest, i) => [manifest.file, newestOffset - BigInt(manifests.length - 1 - i)]))
+  const byFile = new Map(manifests.map((manifest) => [manifest.file, manifest]))
+  return planRun(runId, FILES, (file) => {
+    const manifest = byFile.get(file)
+    return manifest === undefined ? undefined : { manifest, offset: offsets.get(file) as bigint }
+  }, setup.pipeline.config.minFiles)
+}
+
+/** Decides `partitions` of the plan as aggregator instance `member`; the group reader joins on first use (the data topics exist by then). */
+async function decide (t: Test, setup: Setup, runPlan: RunPlan, partitions: number[], member: string, signal = AbortSignal.timeout(DECIDE_TIMEOUT_MS)): Promise<PartitionsStats> {
+  const { config, kafka } = setup.pipeline
+  const names = topicNames(config)
+  setup.group ??= await startGroupReader(t, kafka, { topics: FILES.map((file) => names.data(file)), segmentsTopic: names.segments })
+  return await decidePartitions({ plan: runPlan, partitions, reader: setup.group.reader, swap: setup.swap, member, logger: silentLogger, signal })
+}
+
+async function swap (setup: Setup, runPlan: RunPlan): Promise<SwapOutcome> {
+  const segments = runPlan.segments.map(({ file, segmentId, runId }) => ({ file, segmentId, runId }))
+  return await setup.swap.swap({ runId: runPlan.runId, partitions: runPlan.partitions, segments, segmentsOffset: BigInt(runPlan.segmentsOffset) })
+}
+
+/** An applied outcome's count and deciders (partitions sorted); null for any other outcome. */
+function applied (outcome: SwapOutcome): { validCount: number, deciders: Record<string, number[]> } | null {
+  if (outcome.state !== 'applied') return null
+  const deciders = Object.fromEntries(Object.entries(outcome.deciders).map(([member, partitions]) => [member, [...partitions].sort((a, b) => a - b)]))
+  return { validCount: outcome.validCount, deciders }
+}
+
+function partitionOfCode (setup: Setup, code: string): number {
+  const { hi, lo } = packCode(code)
+  return partitionOf(hi, lo, setup.pipeline.config.kafkaPartitions)
+}
+
+async function stagingSet (setup: Setup, runId: string): Promise<string[]> {
+  return (await setup.pipeline.redis.smembers(setup.pipeline.keys.staging(runId))).sort()
+}
+
+/** Three small files whose valid set is SHARED01 and SHARED02, produced, decided and swapped in. */
+async function applyBaseline (t: Test, setup: Setup): Promise<{ runId: string, manifests: SegmentManifest[] }> {
+  const runId = newRunId()
+  const manifests = [
+    await produce(setup, FILES[0], runId, ['SHARED01', 'SHARED02', 'ONLYONE1']),
+    await produce(setup, FILES[1], runId, ['SHARED01', 'SHARED02', 'ONLYTWO1']),
+    await produce(setup, FILES[2], runId, ['SHARED02', 'ONLYTHRE'])
+  ]
+  const baseline = plan(setup, runId, manifests, 3n)
+  await decide(t, setup, baseline, [0, 1, 2, 3], 'baseline')
+  t.equal((await swap(setup, baseline)).state, 'applied', 'the baseline is applied')
+  return { runId, manifests }
+}
+
+t.test('decides every partition into the staging set, reading each before staging it, and the swap publishes exactly the answer key', async (t) => {
+  const setup = await prepare(t, 'decide-all')
+  const { pipeline } = setup
+  const key = await generateCoupons({ outDir: pipeline.dir, scale: 0.001, seed: 31 })
+  const runId = newRunId()
+  const manifests: SegmentManifest[] = []
+  for (const file of FILES) manifests.push(await produce(setup, file, runId))
+  const runPlan = plan(setup, runId, manifests, 3n)
+  const events = recordRunPhases(t)
+
+  const stats = await decide(t, setup, runPlan, [0, 1, 2, 3], 'member-a')
+
+  t.same(stats.partitions, [0, 1, 2, 3])
+  t.equal(stats.staged, 4, 'all four partitions of the run are staged')
+  t.equal(stats.validCount, key.valid.length)
+  t.equal(stats.codesRead, manifests.reduce((sum, m) => sum + m.codes, 0), 'every code of every file was read')
+  t.same(await stagingSet(setup, runId), key.valid, 'the staging set is the answer key')
+
+  const staged = events.filter((e) => e.phase === 'staging')
+  t.same(staged.map((e) => e.partition), [0, 1, 2, 3], 'every partition is staged, in order')
+  for (const event of staged) {
+    const at = events.indexOf(event)
+    t.ok(events.slice(0, at).some((e) => e.phase === 'reading' && e.partition === event.partition), `partition ${event.partition} is read before it is staged`)
+  }
+  t.ok(events.every((e) => e.runId === runId), 'every event names the run')
+
+  const outcome = await swap(setup, runPlan)
+  t.same(applied(outcome), { validCount: key.valid.length, deciders: { 'member-a': [0, 1, 2, 3] } })
+  t.same(await liveSet(pipeline), key.valid)
+})
+
+t.test('decides only the partitions it is given, records each staged with its count and member, and returns how many of the run are staged', async (t) => {
+  const setup = await prepare(t, 'decide-share')
+  const { pipeline } = setup
+  const key = await generateCoupons({ outDir: pipeline.dir, scale: 0.001, seed: 32 })
+  const runId = newRunId()
+  const manifests: SegmentManifest[] = []
+  for (const file of FILES) manifests.push(await produce(setup, file, runId))
+  const runPlan = plan(setup, runId, manifests, 3n)
+  const validIn = (partitions: number[]): string[] => key.valid.filter((code) => partitions.includes(partitionOfCode(setup, code)))
+  const codesIn = (partitions: number[]): number => manifests.reduce((sum, m) => sum + partitions.reduce((n, p) => n + m.partitions[p].codes, 0), 0)
+
+  const first = await decide(t, setup, runPlan, [1, 3], 'member-a')
+  t.equal(first.staged, 2, 'two of the run\'s four partitions are staged')
+  t.equal(first.codesRead, codesIn([1, 3]), 'only partitions 1 and 3 were read')
+  t.equal(first.validCount, validIn([1, 3]).length)
+  t.same(await stagingSet(setup, runId), validIn([1, 3]), 'the staging set holds the valid codes of partitions 1 and 3 only')
+  const afterFirst = await setup.swap.stagedPartitions(runId)
+  t.same([...afterFirst.keys()].sort(), [1, 3])
+  for (const p of [1, 3]) t.match(afterFirst.get(p), { validCount: validIn([p]).length, member: 'member-a' }, `partition ${p} is recorded with its count and member`)
+  t.same(await swap(setup, runPlan), { state: 'incomplete', staged: 2 }, 'the swap waits for the other partitions')
+
+  const second = await decide(t, setup, runPlan, [0, 2], 'member-b')
+  t.equal(second.staged, 4, 'with the other member\'s, every partition is staged')
+  const afterSecond = await setup.swap.stagedPartitions(runId)
+  t.same([...afterSecond.keys()].sort(), [0, 1, 2, 3])
+  for (const p of [0, 2]) t.match(afterSecond.get(p), { validCount: validIn([p]).length, member: 'member-b' }, `partition ${p} is recorded with its count and member`)
+
+  const outcome = await swap(setup, runPlan)
+  t.same(applied(outcome), { validCount: key.valid.length, deciders: { 'member-a': [1, 3], 'member-b': [0, 2] } }, 'the swap names who decided which partition')
+  t.same(await liveSet(pipeline), key.valid)
+})
+
+t.test('a count mismatch fails with AGGREGATOR_COUNT_MISMATCH, records nothing for that partition, and the run cannot swap', async (t) => {
+  const setup = await prepare(t, 'decide-mismatch')
+  const { pipeline } = setup
+  const baseline = await applyBaseline(t, setup)
+  t.same(await liveSet(pipeline), ['SHARED01', 'SHARED02'])
+
+  // A new file 3 that would make ONLYONE1 valid, with a manifest claiming one code too many.
+  const runId = newRunId()
+  const manifest = await produce(setup, FILES[2], runId, ['ONLYONE1', 'ONLYTHRE'])
+  const range = manifest.partitions.find((r) => r.codes > 0)
+  if (range === undefined) throw new Error('the file has codes in some partition')
+  const lying = { ...manifest, partitions: manifest.partitions.map((r) => r === range ? { ...r, codes: r.codes + 1 } : r) }
+  const runPlan = plan(setup, runId, [baseline.manifests[0], baseline.manifests[1], lying], 4n)
+
+  await t.rejects(decide(t, setup, runPlan, [0, 1, 2, 3], 'member-a'), {
+    name: 'CouponsError',
+    code: 'AGGREGATOR_COUNT_MISMATCH',
+    message: new RegExp(`^couponbase3\\.gz: segment ${manifest.segmentId} partition ${range.partition} should hold ${range.codes + 1} codes`)
+  })
+  const staged = [...(await setup.swap.stagedPartitions(runId)).keys()]
+  t.notOk(staged.includes(range.partition), `partition ${range.partition}, the mismatched one, is not recorded staged`)
+  t.same(staged.filter((p) => p > range.partition), [], 'nor is any partition after it: the decision stopped there')
+  t.same(await swap(setup, runPlan), { state: 'incomplete', staged: staged.length }, 'the swap refuses the run')
+  t.same(await liveSet(pipeline), ['SHARED01', 'SHARED02'], 'the live set is unchanged')
+})
+
+t.test('an abort stops the decision with its reason: the partitions after it are not staged', async (t) => {
+  const setup = await prepare(t, 'decide-abort')
+  const { pipeline } = setup
+  await generateCoupons({ outDir: pipeline.dir, scale: 0.001, seed: 33 })
+  const runId = newRunId()
+  const manifests: SegmentManifest[] = []
+  for (const file of FILES) manifests.push(await produce(setup, file, runId))
+  const runPlan = plan(setup, runId, manifests, 3n)
+  const controller = new AbortController()
+  const reason = new Error('the group rebalanced')
+  onRunPhase(t, (event) => { if (event.phase === 'staging' && event.partition === 0) controller.abort(reason) })
+
+  const failure: unknown = await decide(t, setup, runPlan, [0, 1, 2, 3], 'member-a', controller.signal).then(() => null, (err: unknown) => err)
+  t.equal(failure, reason, 'rejected with the signal\'s reason itself')
+  t.same([...(await setup.swap.stagedPartitions(runId)).keys()], [0], 'partition 0, staged before the abort, stays; no later one is staged')
+})
+
+t.test('a run decided after a fresher set was applied is superseded at the swap, and its staging work dropped', async (t) => {
+  const setup = await prepare(t, 'decide-stale')
+  const { pipeline } = setup
+  const baseline = await applyBaseline(t, setup)
+  const runId = newRunId()
+  const current = await produce(setup, FILES[0], runId, ['SHARED01', 'ONLYTWO1'])
+  const fresher = plan(setup, newRunId(), [current, baseline.manifests[1], baseline.manifests[2]], 6n)
+  const stale = plan(setup, runId, [current, baseline.manifests[1], baseline.manifests[2]], 5n)
+
+  await decide(t, setup, fresher, [0, 1, 2, 3], 'member-a')
+  t.equal((await swap(setup, fresher)).state, 'applied', 'the fresher set is applied first')
+  const stats = await decide(t, setup, stale, [0, 1, 2, 3], 'member-b')
+  t.equal(stats.staged, 4, 'the stale run is staged whole')
+  t.same(await swap(setup, stale), { state: 'superseded', generation: fresher.runId })
+  t.same(await liveSet(pipeline), ['ONLYTWO1', 'SHARED01', 'SHARED02'], 'the fresher set stays live')
+  t.same(await pipeline.redis.keys(pipeline.keys.staging('*')), [], 'the stale run\'s staging set is deleted')
+  t.same(await setup.swap.stagedPartitions(runId), new Map(), 'and so are its partition records')
+})
