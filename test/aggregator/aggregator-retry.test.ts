@@ -10,7 +10,7 @@ import { isRetriable, retryDelayMs } from '../../src/aggregator/aggregator.js'
 import { testConfig } from '../helpers/test-env.js'
 
 // KafkaJS spreads its error classes into module.exports, which Node cannot name for an ESM import.
-const { KafkaJSConnectionError, KafkaJSError, KafkaJSNonRetriableError, KafkaJSProtocolError, KafkaJSRequestTimeoutError } = kafkajs
+const { KafkaJSConnectionError, KafkaJSError, KafkaJSNonRetriableError, KafkaJSNumberOfRetriesExceeded, KafkaJSProtocolError, KafkaJSRequestTimeoutError } = kafkajs
 
 /** A broker's error reply as KafkaJS raises it: its protocol error built from the error code's description. */
 function protocolError (message: string, type: string, code: number, retriable: boolean): Error {
@@ -42,6 +42,12 @@ t.test('a KafkaJS error is retriable exactly when KafkaJS marks it so', async (t
   t.equal(isRetriable(new KafkaJSError('Connection is closed.', { retriable: false })), false, 'its flag wins over its message')
 })
 
+t.test('KafkaJS running out of its own retries (a broker down for longer than they last) is retriable', async (t) => {
+  const exhausted = new KafkaJSNumberOfRetriesExceeded(new KafkaJSConnectionError('Connection error: connect ECONNREFUSED'), { retryCount: 8, retryTime: 5000 })
+  t.equal((exhausted as { retriable?: boolean }).retriable, false, 'KafkaJS itself marks it not retriable')
+  t.equal(isRetriable(exhausted), true, 'but for a run it is an outage to wait out, within AGGREGATOR_MAX_ATTEMPTS')
+})
+
 t.test('a command on a closed ioredis connection is retriable', async (t) => {
   const redis = new Redis(testConfig('retry').redisUrl)
   await redis.ping()
@@ -65,6 +71,8 @@ t.test('any other error is not retriable: a bug or bad data until shown otherwis
   t.equal(isRetriable(new TypeError('Cannot read properties of undefined')), false)
   t.equal(isRetriable(Object.assign(new Error('x'), { retriable: true })), false, 'a retriable flag counts only on a CouponsError or a KafkaJS error')
   t.equal(isRetriable('a thrown string'), false)
+  t.equal(isRetriable(undefined), false, 'a thrown undefined')
+  t.equal(isRetriable(null), false, 'a thrown null')
 })
 
 t.test('the retry delay starts at the base, doubles with each consecutive failure, and stops at 60 s', async (t) => {

@@ -125,6 +125,7 @@ t.test('a plan of an unknown shape fails with AGGREGATOR_BAD_PLAN, quoting it', 
     const body = JSON.stringify(value)
     t.throws(() => decodePlan(body), { name: 'CouponsError', code: 'AGGREGATOR_BAD_PLAN', message: `the run plan in Redis has an unknown shape: ${body.slice(0, 200)}` }, what)
   }
+  t.throws(() => decodePlan('{"runId":'), { name: 'CouponsError', code: 'AGGREGATOR_BAD_PLAN', message: 'the run plan in Redis has an unknown shape: {"runId":' }, 'not JSON at all')
 })
 
 t.test('readsOf gives each file\'s range of one partition, with its file index, topic, segment and format', async (t) => {
