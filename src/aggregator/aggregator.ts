@@ -26,7 +26,7 @@ import { decodeSegmentsRecord } from '../shared/segments.js'
 import { coPartitionedAssigner } from './co-partition-assigner.js'
 import { decidePartitions, type PartitionsStats } from './decide-partitions.js'
 import { MAX_FILES } from './partition-state.js'
-import { PartitionReader } from './partition-reader.js'
+import { PartitionReader, messagesFrom } from './partition-reader.js'
 import { decodePlan, encodePlan, planRun, type RunPlan } from './run-plan.js'
 import { SegmentsView, decideRuns, type ReadyRun } from './segments-view.js'
 import { ValidSetSwap, type SegmentUsed, type SwapOutcome } from './valid-set-swap.js'
@@ -268,13 +268,7 @@ export class Aggregator {
       (this.#consumer as Consumer).pause([{ topic: batch.topic, partitions: [0] }])
       return
     }
-    if (batch.messages.length === 0) return
-    if (BigInt(batch.firstOffset() as string) > coordination.next) {
-      (this.#consumer as Consumer).seek({ topic: batch.topic, partition: 0, offset: coordination.next.toString() })
-      return
-    }
-    resolveOffset(batch.lastOffset())
-    for (const message of batch.messages) {
+    for (const message of messagesFrom(this.#consumer as Consumer, batch, coordination.next, resolveOffset)) {
       const offset = BigInt(message.offset)
       if (offset !== coordination.next) continue
       coordination.next = offset + 1n

@@ -9,7 +9,7 @@
 // or a wrong partition fails the run instead of publishing a wrong set. Records of the `packed`
 // format are copied into the state 8 bytes a code; `lines` records (segments written before it)
 // are scanned as text; any other format fails the run (src/shared/segments.ts).
-import type { Admin, Batch, Consumer } from 'kafkajs'
+import type { Admin, Batch, Consumer, KafkaMessage } from 'kafkajs'
 import { CodeScanner, type OnCode } from '../shared/code-rule.js'
 import { packHi, packLo, partitionOf } from '../shared/code-packing.js'
 import { CouponsError } from '../shared/errors.js'
@@ -81,6 +81,23 @@ function formatOf (read: SegmentRead): RecordFormat {
 
 const key = (topic: string, partition: number): string => `${topic}\u0000${partition}`
 
+/**
+ * The messages of a fetched batch a reader that wants offset `next` should look at, in order (it
+ * takes each one whose offset is its next, so none is skipped). A batch that starts after `next`
+ * was fetched before a seek took effect: the partition is sought to `next` again and nothing is
+ * taken. Otherwise the batch is resolved, so that the fetch position moves past it (a consumer
+ * that never commits only moves past resolved offsets).
+ */
+export function messagesFrom (consumer: Consumer, batch: Batch, next: bigint, resolveOffset: (offset: string) => void): KafkaMessage[] {
+  if (batch.messages.length === 0) return []
+  if (BigInt(batch.firstOffset() as string) > next) {
+    consumer.seek({ topic: batch.topic, partition: batch.partition, offset: next.toString() })
+    return []
+  }
+  resolveOffset(batch.lastOffset())
+  return batch.messages
+}
+
 export class PartitionReader {
   readonly #consumer: Consumer
   readonly #admin: Admin
@@ -107,14 +124,7 @@ export class PartitionReader {
       this.#consumer.pause([{ topic: batch.topic, partitions: [batch.partition] }])
       return
     }
-    if (batch.messages.length === 0) return
-    if (BigInt(batch.firstOffset() as string) > target.next) {
-      this.#consumer.seek({ topic: batch.topic, partition: batch.partition, offset: target.next.toString() })
-      return
-    }
-    // The fetch position only moves past resolved offsets (nothing is ever committed).
-    resolveOffset(batch.lastOffset())
-    for (const message of batch.messages) {
+    for (const message of messagesFrom(this.#consumer, batch, target.next, resolveOffset)) {
       const offset = BigInt(message.offset)
       if (offset !== target.next) continue
       target.next = offset + 1n

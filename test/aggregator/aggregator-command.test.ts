@@ -1,14 +1,11 @@
 // `coupons aggregator` as a real process: SIGKILLed at several points of a run and restarted, the
 // final set is always right, and a reader polling during the swap only ever sees the old set or
 // the new one.
-import { readFile, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
-import { gunzipSync, gzipSync } from 'node:zlib'
 import t from 'tap'
 import { generateCoupons } from '../../src/gen/generate-coupons.js'
 import { META, RUN_RESULT } from '../../src/shared/redis-keys.js'
 import type { RunPhase } from '../../src/aggregator/run-phases.js'
-import { ingestRun, liveSet, pollMembership, runResult, setupPipeline, spawnAggregator, waitFor } from '../helpers/aggregator-fixtures.js'
+import { changeSecondFile, ingestRun, liveSet, pollMembership, runResult, setupPipeline, spawnAggregator, waitFor } from '../helpers/aggregator-fixtures.js'
 import { freePort } from '../helpers/api-env.js'
 import { sampleValue } from '../helpers/metrics-text.js'
 
@@ -29,14 +26,7 @@ for (const point of PAUSE_POINTS) {
     t.equal(await first.exited, 0, 'SIGTERM closes the aggregator cleanly')
 
     // File 2 loses a code valid through files 1 and 2 only, and gains a code of file 1 only.
-    const dropped = Object.keys(key.planted).find((code) => key.planted[code].join() === [FILES[0], FILES[1]].join()) as string
-    const added = Object.keys(key.planted).find((code) => key.planted[code].join() === FILES[0]) as string
-    t.ok(dropped !== undefined && added !== undefined)
-    const path = join(pipeline.dir, FILES[1])
-    const lines = gunzipSync(await readFile(path)).toString('latin1').split('\n').filter((line) => line !== '' && line !== dropped)
-    await writeFile(path, gzipSync(Buffer.from([...lines, added].join('\n') + '\n', 'latin1')))
-    const expected = key.valid.filter((code) => code !== dropped).concat(added).sort()
-    const kept = key.valid.find((code) => code !== dropped) as string
+    const { dropped, added, expected, kept } = await changeSecondFile(pipeline, key, FILES)
 
     const poller = pollMembership(t, pipeline, [dropped, added, kept])
     const paused = spawnAggregator(t, pipeline, { pauseAt: point })

@@ -3,13 +3,10 @@
 // SIGKILLed mid-run the other finishes the run, and a reader never sees a wrong answer.
 // Which instance decided which partition is read from the run's result (`deciders`, also shown by
 // GET /admin/runs/:runId), which the swap script builds from the staged-partition records.
-import { readFile, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
-import { gunzipSync, gzipSync } from 'node:zlib'
 import t, { type Test } from 'tap'
 import { generateCoupons, type AnswerKey } from '../../src/gen/generate-coupons.js'
 import { RUN_RESULT } from '../../src/shared/redis-keys.js'
-import { ingestRun, liveSet, pollMembership, runResult, setupPipeline, spawnAggregator, waitFor, type AggregatorChild, type Pipeline } from '../helpers/aggregator-fixtures.js'
+import { changeSecondFile, ingestRun, liveSet, pollMembership, runResult, setupPipeline, spawnAggregator, waitFor, type AggregatorChild, type Pipeline } from '../helpers/aggregator-fixtures.js'
 
 const FILES = ['couponbase1.gz', 'couponbase2.gz', 'couponbase3.gz']
 const PARTITIONS = 6
@@ -73,14 +70,7 @@ t.test('SIGKILL one of two aggregators mid-run: the other completes the run and 
     'the survivor decided every other partition, the killed one\'s included')
 
   // Second: a run that changes the set, with a new doomed instance killed mid-run while a reader polls.
-  const dropped = Object.keys(key.planted).find((code) => key.planted[code].join() === [FILES[0], FILES[1]].join()) as string
-  const added = Object.keys(key.planted).find((code) => key.planted[code].join() === FILES[0]) as string
-  t.ok(dropped !== undefined && added !== undefined)
-  const path = join(pipeline.dir, FILES[1])
-  const lines = gunzipSync(await readFile(path)).toString('latin1').split('\n').filter((line) => line !== '' && line !== dropped)
-  await writeFile(path, gzipSync(Buffer.from([...lines, added].join('\n') + '\n', 'latin1')))
-  const expected = key.valid.filter((code) => code !== dropped).concat(added).sort()
-  const kept = key.valid.find((code) => code !== dropped) as string
+  const { dropped, added, expected, kept } = await changeSecondFile(pipeline, key, FILES)
 
   const doomed2 = spawnAggregator(t, pipeline, { pauseAt: 'staging' })
   await doomed2.waitForLog('aggregator started')

@@ -1,14 +1,16 @@
 // A small pipeline for the aggregator tests: a temp data folder, a config with its own Redis prefix
 // and topics, runs produced with the real ingest (publishRunRecord + produceFile), and the
 // aggregator either in-process or as a child process that can be SIGKILLed.
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { gunzipSync, gzipSync } from 'node:zlib'
 import { Redis } from 'ioredis'
 import type { Kafka } from 'kafkajs'
 import type { Test } from 'tap'
 import { produceFile } from '../../src/ingest/produce-file.js'
 import { publishRunRecord } from '../../src/ingest/run-record.js'
+import type { AnswerKey } from '../../src/gen/generate-coupons.js'
 import type { Config } from '../../src/shared/config.js'
 import { redisKeys, type RedisKeys } from '../../src/shared/redis-keys.js'
 import { newRunId, type SegmentManifest } from '../../src/shared/segments.js'
@@ -119,4 +121,19 @@ export function pollMembership (t: Test, pipeline: Pipeline, codes: string[]): {
   // A failing assertion earlier in the test must not leave the poller running until tap's timeout.
   t.teardown(stop)
   return { stop }
+}
+
+/**
+ * Rewrites file 2 of a generated set so that a code valid through files 1 and 2 only (`dropped`)
+ * leaves it and a code of file 1 only (`added`) joins it; `expected` is the valid set after that,
+ * `kept` a code valid before and after.
+ */
+export async function changeSecondFile (pipeline: Pipeline, key: AnswerKey, files: string[]): Promise<{ dropped: string, added: string, expected: string[], kept: string }> {
+  const dropped = Object.keys(key.planted).find((code) => key.planted[code].join() === [files[0], files[1]].join())
+  const added = Object.keys(key.planted).find((code) => key.planted[code].join() === files[0])
+  if (dropped === undefined || added === undefined) throw new Error('the answer key has no code in files 1 and 2 only, or none in file 1 only')
+  const path = join(pipeline.dir, files[1])
+  const lines = gunzipSync(await readFile(path)).toString('latin1').split('\n').filter((line) => line !== '' && line !== dropped)
+  await writeFile(path, gzipSync(Buffer.from([...lines, added].join('\n') + '\n', 'latin1')))
+  return { dropped, added, expected: key.valid.filter((code) => code !== dropped).concat(added).sort(), kept: key.valid.find((code) => code !== dropped) as string }
 }
