@@ -17,7 +17,6 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
-import type { Redis } from 'ioredis'
 import type { Admin, Kafka } from 'kafkajs'
 import { deleteRedisPrefix } from '../scripts/lib/cleanup.js'
 import { waitFor } from '../scripts/lib/wait-for.js'
@@ -26,7 +25,7 @@ import { produceFile } from '../src/ingest/produce-file.js'
 import { loadConfig, type Config } from '../src/shared/config.js'
 import { createKafka, ensureTopics, topicNames, topicOptions } from '../src/shared/kafka.js'
 import { createLogger } from '../src/shared/logger.js'
-import { createRedis } from '../src/shared/redis.js'
+import { createRedis, type RedisClient } from '../src/shared/redis.js'
 import { RUN_RESULT, redisKeys } from '../src/shared/redis-keys.js'
 import { RECORD_FORMATS, encodeSegmentsRecord, newRunId, type RecordFormat, type SegmentManifest, type SegmentsRecord } from '../src/shared/segments.js'
 import { Aggregator } from '../src/aggregator/aggregator.js'
@@ -257,7 +256,7 @@ function sumShares (shares: Array<{ runId: string, stats: PartitionsStats }>, ru
   return sum
 }
 
-async function measure (count: number, manifests: SegmentManifest[], key: AnswerKey, kafka: Kafka, admin: Admin, redis: Redis): Promise<Measurement> {
+async function measure (count: number, manifests: SegmentManifest[], key: AnswerKey, kafka: Kafka, admin: Admin, redis: RedisClient): Promise<Measurement> {
   const tag = randomBytes(4).toString('hex')
   const prefix = `bench-aggregate-${tag}:`
   const group = `${config.kafkaTopicPrefix}bench-aggregate-${tag}`
@@ -360,7 +359,7 @@ async function main (): Promise<void> {
   const kafka = createKafka(config, logger, 'bench-aggregate')
   const admin = kafka.admin()
   await admin.connect()
-  const redis = createRedis(config.redisUrl, 'worker', logger)
+  const redis = createRedis(config, 'worker', logger)
   const results: Measurement[] = []
   try {
     const codes = manifests.reduce((sum, manifest) => sum + manifest.codes, 0)

@@ -27,7 +27,7 @@ import { coPartitionedAssigner } from './co-partition-assigner.js'
 import { decidePartitions, type PartitionsStats } from './decide-partitions.js'
 import { MAX_FILES } from './partition-state.js'
 import { PartitionReader, messagesFrom } from './partition-reader.js'
-import { decodePlan, encodePlan, planRun, type RunPlan } from './run-plan.js'
+import { decodePlan, encodePlan, planIdOf, planRun, type RunPlan } from './run-plan.js'
 import { SegmentsView, decideRuns, type ReadyRun } from './segments-view.js'
 import { ValidSetSwap, type SegmentUsed, type SwapOutcome } from './valid-set-swap.js'
 
@@ -39,6 +39,8 @@ const MAX_WAIT_TIME_MS = 250
 const SESSION_TIMEOUT_MS = 10_000
 /** How long a run's files may take to complete: a run requested longer ago is not replayed for. */
 const RUN_WAIT_MS = 24 * 3600 * 1000
+/** How long closing waits for the work in progress to stop. */
+const CLOSE_WAIT_MS = 5000
 
 /**
  * Delay before the next attempt after `failures` consecutive transient failures: `baseMs` doubling
@@ -60,8 +62,15 @@ export function isRetriable (err: unknown): boolean {
   // KafkaJS's own retries ran out (about 30 s of a broker outage): an outage, not a bug.
   if (name === 'KafkaJSNumberOfRetriesExceeded') return true
   if (typeof name === 'string' && name.startsWith('KafkaJS')) return retriable === true
-  return name === 'MaxRetriesPerRequestError' || message === 'Connection is closed.'
+  // Redis refusing for a while: out of memory, loading, a cluster failing over (ioredis gives up
+  // its redirections within about 2 s, sooner than a failover ends).
+  if (name === 'ReplyError') return typeof message === 'string' && TRANSIENT_REDIS_REPLIES.test(message)
+  if (name === 'ClusterAllFailedError') return true
+  return name === 'MaxRetriesPerRequestError' || message === 'Connection is closed.' ||
+    (typeof message === 'string' && message.startsWith('Too many Cluster redirections'))
 }
+
+const TRANSIENT_REDIS_REPLIES = /^(OOM|LOADING|BUSY|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|READONLY) /
 
 export interface RunStats {
   runId: string
@@ -121,7 +130,7 @@ export class Aggregator {
   readonly #gaveUp = new Set<string>()
   #work: Promise<void> | null = null
   #workAgain = false
-  #workPlan: { runId: string, controller: AbortController } | null = null
+  #workPlan: { planId: string, controller: AbortController } | null = null
   #evaluation: Promise<void> | null = null
   #evaluateAgain = false
   #evaluateFailures = 0
@@ -200,7 +209,7 @@ export class Aggregator {
       }
     })
     const timer = setInterval(() => {
-      (this.#swap as ValidSetSwap).plan().then((plan) => { this.#onPlan(plan?.runId ?? null) }, () => {})
+      (this.#swap as ValidSetSwap).plan().then((plan) => { this.#onPlan(plan?.planId ?? null) }, () => {})
       // A run failed or swapped by another instance: the coordinator plans what comes next.
       this.#scheduleEvaluation()
     }, PLAN_POLL_MS)
@@ -252,7 +261,13 @@ export class Aggregator {
     const swap = this.#swap as ValidSetSwap
     const [applied, [end]] = await Promise.all([swap.applied(), (this.#admin as Admin).fetchTopicOffsets(this.#segmentsTopic)])
     if (signal.aborted) return
-    const from = applied.replayFrom ?? BigInt(end.low)
+    const [low, high] = [BigInt(end.low), BigInt(end.high)]
+    let from = applied.replayFrom ?? low
+    if (from < low || from > high) {
+      // The topic was recreated (or truncated) since: what the meta hash says no longer applies.
+      this.#logger.warn({ replayFrom: from.toString(), low: end.low, high: end.high }, 'replayFrom is outside coupons.segments; replaying it all')
+      from = low
+    }
     const coordination: Coordination = { view: new SegmentsView(), next: from, catchUpTo: BigInt(end.high) - 1n, caughtUp: false, finished: new Set() }
     this.#coordination = coordination
     this.#logger.info({ from: from.toString(), to: coordination.catchUpTo.toString() }, 'coordinating: replaying coupons.segments')
@@ -343,8 +358,6 @@ export class Aggregator {
     await this.#advanceReplayFrom(coordination, applied.segmentsOffset)
     if (decision.apply === null) return
     const runId = decision.apply
-    const current = await swap.plan()
-    if (current?.runId === runId) return
     let plan: RunPlan
     try {
       plan = planRun(runId, this.#config.couponFiles, (file) => view.current(file), this.#config.minFiles)
@@ -353,8 +366,12 @@ export class Aggregator {
       finished.add(runId)
       return
     }
-    await swap.setPlan(runId, encodePlan(plan))
-    this.#logger.info({ runId, partitions: plan.partitions, replaces: current?.runId, segments: plan.segments.map(({ file, segmentId, runId: from }) => ({ file, segmentId, runId: from })) }, 'run planned')
+    const planId = planIdOf(plan)
+    const current = await swap.plan()
+    // A coordinator that lost coupons.segments meanwhile (a rebalance) leaves planning to the new one.
+    if (current?.planId === planId || this.#coordination !== coordination) return
+    await swap.setPlan(runId, encodePlan(plan), planId)
+    this.#logger.info({ runId, planId, partitions: plan.partitions, replaces: current?.planId, segments: plan.segments.map(({ file, segmentId, runId: from }) => ({ file, segmentId, runId: from })) }, 'run planned')
   }
 
   /**
@@ -373,23 +390,32 @@ export class Aggregator {
       consider(current.offset)
     }
     // A run that never completes (a file that failed its ingest for good) must not hold the replay
-    // start back forever: a run is waited for only while it could still complete.
+    // start back forever: a run is waited for only while it could still complete, then it fails.
     const waitedSince = Date.now() - RUN_WAIT_MS
     for (const [runId, offset] of view.runOffsets()) {
-      if (!finished.has(runId) && Date.parse(view.run(runId)?.requestedAt ?? '') > waitedSince) consider(offset)
+      if (finished.has(runId)) continue
+      const run = view.run(runId)
+      if (Date.parse(run?.requestedAt ?? '') > waitedSince || view.isReady(runId)) {
+        consider(offset)
+        continue
+      }
+      const missing = (run?.files ?? []).filter((file) => !view.hasManifest(runId, file))
+      await this.#failRun(runId, new CouponsError('AGGREGATOR_RUN_EXPIRED',
+        `requested at ${run?.requestedAt ?? '?'}, ${missing.join(', ')} did not complete within ${RUN_WAIT_MS / 3600_000} h; run the ingest again`), 1)
+      finished.add(runId)
     }
     if (from !== null) await (this.#swap as ValidSetSwap).advanceReplayFrom(from)
   }
 
   /**
-   * The plan is `runId` now (null: none): work on another plan stops at once (the loop runs one
+   * The plan is `planId` now (null: none): work on another plan stops at once (the loop runs one
    * piece of work at a time, so it would only notice after it), and the loop looks at the plan.
    */
-  #onPlan (runId: string | null): void {
+  #onPlan (planId: string | null): void {
     const working = this.#workPlan
-    if (working !== null && working.runId !== runId) {
+    if (working !== null && working.planId !== planId) {
       working.controller.abort(new CouponsError('AGGREGATOR_PLAN_CHANGED',
-        runId === null ? `the plan of run ${working.runId} was withdrawn` : `run ${runId} was planned instead of ${working.runId}`, { retriable: true }))
+        planId === null ? `plan ${working.planId} was withdrawn` : `plan ${planId} replaced ${working.planId}`, { retriable: true }))
     }
     this.#scheduleWork()
   }
@@ -416,31 +442,31 @@ export class Aggregator {
     const swap = this.#swap as ValidSetSwap
     const current = await swap.plan()
     if (current === null) return
-    const { runId } = current
+    const { runId, planId } = current
     if (this.#gaveUp.has(runId) || this.#retryPending(runId)) return
     let plan: RunPlan
     try {
       plan = decodePlan(current.body)
     } catch (err) {
-      await this.#failRun(runId, err, 1)
+      await this.#failRun(runId, err, 1, planId)
       return
     }
     if (await swap.hasResult(runId)) return
-    const staged = await swap.stagedPartitions(runId)
+    const staged = await swap.stagedPartitions(planId)
     const mine = this.#owned.filter((p) => p < plan.partitions && !staged.has(p))
     if (mine.length === 0) {
-      if (staged.size === plan.partitions) await this.#attempt(plan, async () => { await this.#trySwap(plan, null) })
+      if (staged.size === plan.partitions) await this.#attempt(plan, planId, async () => { await this.#trySwap(plan, planId, null) })
       return
     }
     const controller = new AbortController()
-    this.#workPlan = { runId, controller }
+    this.#workPlan = { planId, controller }
     const signal = AbortSignal.any([controller.signal, this.#assignment.signal, this.#closing.signal])
     try {
-      await this.#attempt(plan, async () => {
-        const stats = await decidePartitions({ plan, partitions: mine, reader: this.#reader as PartitionReader, swap, member: this.member, logger: this.#logger, signal })
-        this.#logger.info({ runId, partitions: mine, codesRead: stats.codesRead, validCount: stats.validCount, staged: stats.staged, ms: stats.ms }, 'partitions staged')
+      await this.#attempt(plan, planId, async () => {
+        const stats = await decidePartitions({ plan, planId, partitions: mine, reader: this.#reader as PartitionReader, swap, member: this.member, logger: this.#logger, signal })
+        this.#logger.info({ runId, planId, partitions: mine, codesRead: stats.codesRead, validCount: stats.validCount, staged: stats.staged, ms: stats.ms }, 'partitions staged')
         this.#options.onPartitions?.(runId, stats)
-        if (stats.staged === plan.partitions) await this.#trySwap(plan, stats)
+        if (stats.staged === plan.partitions) await this.#trySwap(plan, planId, stats)
       }, signal)
     } finally {
       if (this.#workPlan?.controller === controller) this.#workPlan = null
@@ -458,7 +484,7 @@ export class Aggregator {
    * transient failure is retried after a backoff while attempts remain; any other failure, or the
    * last attempt's, is recorded as the run's result.
    */
-  async #attempt (plan: RunPlan, work: () => Promise<void>, signal?: AbortSignal): Promise<void> {
+  async #attempt (plan: RunPlan, planId: string, work: () => Promise<void>, signal?: AbortSignal): Promise<void> {
     const { runId } = plan
     try {
       await work()
@@ -474,7 +500,7 @@ export class Aggregator {
       this.#failures.set(runId, failures)
       const max = this.#config.aggregatorMaxAttempts
       if (!isRetriable(err) || failures >= max) {
-        await this.#failRun(runId, err, failures)
+        await this.#failRun(runId, err, failures, planId)
         return
       }
       const delayMs = retryDelayMs(this.#config.aggregatorRetryDelayMs, failures)
@@ -485,24 +511,24 @@ export class Aggregator {
   }
 
   /** Records the run failed (unless it has a result already), so that it ends instead of looping. */
-  async #failRun (runId: string, err: unknown, attempts: number): Promise<void> {
+  async #failRun (runId: string, err: unknown, attempts: number, planId?: string): Promise<void> {
     this.#gaveUp.add(runId)
     const error = isCouponsError(err) ? `${err.code}: ${err.message}` : `${(err as Error).name ?? 'Error'}: ${(err as Error).message ?? String(err)}`
     this.#logger.error({ err, runId, attempts }, 'run failed; nothing was swapped')
     try {
-      await (this.#swap as ValidSetSwap).recordResult(runId, { state: 'failed', error, attempts })
+      await (this.#swap as ValidSetSwap).recordResult(runId, { state: 'failed', error, attempts }, planId)
     } catch (recordErr) {
       // Redis is what failed, most likely: try again later, the run stays given up here.
       this.#logger.error({ err: recordErr, runId }, 'recording the failed run failed; retrying')
-      this.#later(() => { this.#failRun(runId, err, attempts).catch(() => {}) }, retryDelayMs(this.#config.aggregatorRetryDelayMs, attempts))
+      this.#later(() => { this.#failRun(runId, err, attempts, planId).catch(() => {}) }, retryDelayMs(this.#config.aggregatorRetryDelayMs, attempts))
     }
   }
 
-  async #trySwap (plan: RunPlan, partitions: PartitionsStats | null): Promise<void> {
+  async #trySwap (plan: RunPlan, planId: string, partitions: PartitionsStats | null): Promise<void> {
     const swap = this.#swap as ValidSetSwap
     const started = performance.now()
     const segments: SegmentUsed[] = plan.segments.map(({ file, segmentId, runId }) => ({ file, segmentId, runId }))
-    const outcome = await swap.swap({ runId: plan.runId, partitions: plan.partitions, segments, segmentsOffset: BigInt(plan.segmentsOffset) })
+    const outcome = await swap.swap({ runId: plan.runId, planId, partitions: plan.partitions, segments, segmentsOffset: BigInt(plan.segmentsOffset) })
     const swapMs = performance.now() - started
     if (outcome.state === 'incomplete' || outcome.state === 'finished') return
     const at = performance.now()
@@ -520,7 +546,9 @@ export class Aggregator {
   }
 
   #later (fn: () => void, delayMs: number): void {
+    if (this.#closing.signal.aborted) return
     const timer = setTimeout(() => { this.#timers.delete(timer); fn() }, delayMs)
+    timer.unref()
     this.#timers.add(timer)
   }
 
@@ -533,9 +561,15 @@ export class Aggregator {
   async #close (): Promise<void> {
     this.#closing.abort(new CouponsError('AGGREGATOR_CLOSING', 'the aggregator is closing', { retriable: true }))
     for (const timer of this.#timers) clearTimeout(timer)
+    // Work in progress stops at its next step; one stuck on Redis (an outage) is not waited for long.
+    const settled = async (work: Promise<void> | null): Promise<void> => {
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([work?.catch(() => {}), new Promise((resolve) => { timer = setTimeout(resolve, CLOSE_WAIT_MS) })])
+      clearTimeout(timer)
+    }
     const steps: Array<() => Promise<unknown>> = [
-      async () => await this.#work?.catch(() => {}),
-      async () => await this.#evaluation?.catch(() => {}),
+      async () => { await settled(this.#work) },
+      async () => { await settled(this.#evaluation) },
       async () => await this.#consumer?.disconnect(),
       async () => await this.#subscriber?.quit(),
       async () => await this.#admin?.disconnect(),

@@ -13,6 +13,8 @@ import type { ValidSetSwap } from './valid-set-swap.js'
 
 export interface DecidePartitionsOptions {
   plan: RunPlan
+  /** the plan's id: its partitions are staged under it */
+  planId: string
   /** the partitions to decide, in order */
   partitions: number[]
   reader: PartitionReader
@@ -36,7 +38,7 @@ export interface PartitionsStats {
 }
 
 export async function decidePartitions (options: DecidePartitionsOptions): Promise<PartitionsStats> {
-  const { plan, partitions, reader, swap, member, logger, signal } = options
+  const { plan, planId, partitions, reader, swap, member, logger, signal } = options
   const { runId } = plan
   const started = performance.now()
   const ms = { read: 0, decide: 0, stage: 0, total: 0 }
@@ -55,11 +57,11 @@ export async function decidePartitions (options: DecidePartitionsOptions): Promi
     ms.decide += valid.ms
     signal.throwIfAborted()
     const at = performance.now()
-    await swap.stage(runId, valid)
+    await swap.stage(planId, valid)
     const stageMs = performance.now() - at
     ms.stage += stageMs
     signal.throwIfAborted()
-    staged = await swap.recordStaged(runId, partition, { validCount: valid.count, member, stageMs })
+    staged = await swap.recordStaged(planId, partition, { validCount: valid.count, member, stageMs })
     validCount += valid.count
     logger.debug({ runId, partition, codes: state.length, valid: valid.count }, 'partition decided')
     publishRunPhase({ phase: 'staging', runId, partition, validCount: valid.count })

@@ -3,6 +3,7 @@
 // aggregator instance reads it and decides the partitions it owns. It is fixed for the run: all
 // instances compute from the same segments, so a partition decided twice (by an instance that lost
 // it and the one that got it) stages the same codes. Pure logic, no I/O.
+import { createHash } from 'node:crypto'
 import { Type, type Static } from 'typebox'
 import { Value } from 'typebox/value'
 import { CouponsError } from '../shared/errors.js'
@@ -80,6 +81,15 @@ export function planRun (runId: string, files: readonly string[], current: (file
 
 export function encodePlan (plan: RunPlan): string {
   return JSON.stringify(plan)
+}
+
+/**
+ * The plan's id: its run and a digest of its content. Its partitions are staged under it, so that
+ * a run planned again from other segments (a newer segment of a file became current meanwhile)
+ * never counts partitions decided from the earlier plan.
+ */
+export function planIdOf (plan: RunPlan): string {
+  return `${plan.runId}.${createHash('sha256').update(encodePlan(plan)).digest('hex').slice(0, 12)}`
 }
 
 export function decodePlan (body: string): RunPlan {

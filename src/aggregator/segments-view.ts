@@ -56,6 +56,11 @@ export class SegmentsView {
     return run.files.every((file) => manifests?.has(file) === true)
   }
 
+  /** Whether the run has a manifest of `file` (the first one stands). */
+  hasManifest (runId: string, file: string): boolean {
+    return this.#runManifests.get(runId)?.has(file) === true
+  }
+
   /** Ready runs, oldest first. */
   readyRuns (): string[] {
     return [...this.#runs.keys()].filter((runId) => this.isReady(runId)).sort(compareRunIds)

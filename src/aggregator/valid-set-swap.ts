@@ -46,6 +46,8 @@ export type SwapOutcome =
 
 export interface SwapOptions {
   runId: string
+  /** the plan whose staged partitions to swap in (default: the run id) */
+  planId?: string
   /** partitions of the run's plan: all must be staged */
   partitions: number
   segments: SegmentUsed[]
@@ -76,13 +78,13 @@ export interface StagedPartition {
 export type RunResultFields = Partial<Record<keyof typeof RUN_RESULT, string | number>>
 
 // KEYS: meta, valid, staging, retired, result, staged, plan
-// ARGV: runId, partitions, segmentsOffset, segments JSON, appliedAt, result TTL
+// ARGV: runId, partitions, segmentsOffset, segments JSON, appliedAt, result TTL, planId
 // Offsets compare as numbers: Lua's doubles are exact up to 2^53, far beyond a small topic's offsets.
 const SWAP_SCRIPT = `
 local meta, valid, staging, retired, result, staged, plan = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local runId, partitions, offset = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local function dropPlan ()
-  if redis.call('hget', plan, '${PLAN.runId}') == runId then redis.call('del', plan) end
+  if redis.call('hget', plan, '${PLAN.planId}') == ARGV[7] then redis.call('del', plan) end
 end
 if redis.call('exists', result) == 1 then
   return {'finished', redis.call('hget', result, '${RUN_RESULT.state}') or ''}
@@ -98,11 +100,13 @@ local fields = redis.call('hgetall', staged)
 if #fields / 2 ~= partitions then return {'incomplete', tostring(#fields / 2)} end
 local sum, stageMs, deciders = 0, 0, {}
 for i = 1, #fields, 2 do
+  local partition = tonumber(fields[i])
+  if partition == nil or partition < 0 or partition >= partitions then return {'mismatch', 'a record of partition ' .. fields[i], 'partitions 0..' .. (partitions - 1)} end
   local count, member, ms = string.match(fields[i + 1], '^(%d+) (%S+) (%d+)$')
   sum = sum + tonumber(count)
   stageMs = stageMs + tonumber(ms)
   deciders[member] = deciders[member] or {}
-  table.insert(deciders[member], tonumber(fields[i]))
+  table.insert(deciders[member], partition)
 end
 local scard = redis.call('scard', staging)
 if scard ~= sum then return {'mismatch', tostring(scard), tostring(sum)} end
@@ -130,13 +134,22 @@ return {'applied', tostring(sum), tostring(stageMs), decidersJson, tostring(live
 `
 
 // KEYS: result, staging, staged, plan; ARGV: runId, TTL, then field/value pairs.
-// Writes a result only where none exists: the first outcome of a run stands.
+// Writes a result only where none exists: the first outcome of a run stands. Any plan of the run goes.
 const RESULT_SCRIPT = `
 if redis.call('exists', KEYS[1]) == 1 then return 0 end
 redis.call('hset', KEYS[1], unpack(ARGV, 3))
 redis.call('expire', KEYS[1], tonumber(ARGV[2]))
 redis.call('unlink', KEYS[2], KEYS[3])
 if redis.call('hget', KEYS[4], '${PLAN.runId}') == ARGV[1] then redis.call('del', KEYS[4]) end
+return 1
+`
+
+// KEYS: meta; ARGV: offset. Moves replayFrom forward only, atomically (two coordinators during a
+// rebalance must not move it back).
+const ADVANCE_SCRIPT = `
+local current = redis.call('hget', KEYS[1], '${META.replayFrom}')
+if current and tonumber(current) >= tonumber(ARGV[1]) then return 0 end
+redis.call('hset', KEYS[1], '${META.replayFrom}', ARGV[1])
 return 1
 `
 
@@ -169,8 +182,7 @@ export class ValidSetSwap {
 
   /** Moves the replay start forward (never back: another coordinator may have moved it further). */
   async advanceReplayFrom (offset: bigint): Promise<void> {
-    const current = await this.#redis.hget(this.keys.meta, META.replayFrom)
-    if (current === null || BigInt(current) < offset) await this.#redis.hset(this.keys.meta, META.replayFrom, offset.toString())
+    await this.#redis.eval(ADVANCE_SCRIPT, 1, this.keys.meta, offset.toString())
   }
 
   /**
@@ -181,14 +193,14 @@ export class ValidSetSwap {
     await this.#redis.unlink(this.keys.retired(generation))
   }
 
-  /** Drops a run's staging set and partition records: its partitions are decided again. */
-  async clearStaging (runId: string): Promise<void> {
-    await this.#redis.unlink(this.keys.staging(runId), this.keys.staged(runId))
+  /** Drops a plan's staging set and partition records: its partitions are decided again. */
+  async clearStaging (planId: string): Promise<void> {
+    await this.#redis.unlink(this.keys.staging(planId), this.keys.staged(planId))
   }
 
-  /** Adds codes to the run's staging set, in pipelined batches; strings exist only per batch. */
-  async stage (runId: string, codes: PackedCodes): Promise<void> {
-    const key = this.keys.staging(runId)
+  /** Adds codes to the plan's staging set, in pipelined batches; strings exist only per batch. */
+  async stage (planId: string, codes: PackedCodes): Promise<void> {
+    const key = this.keys.staging(planId)
     let pipeline = this.#redis.pipeline()
     let batches = 0
     for (let from = 0; from < codes.count; from += SADD_BATCH) {
@@ -207,8 +219,8 @@ export class ValidSetSwap {
   }
 
   /** Records a partition as staged (after its codes are in the staging set); returns how many are. */
-  async recordStaged (runId: string, partition: number, staged: StagedPartition): Promise<number> {
-    const key = this.keys.staged(runId)
+  async recordStaged (planId: string, partition: number, staged: StagedPartition): Promise<number> {
+    const key = this.keys.staged(planId)
     const replies = await this.#redis.multi()
       .hset(key, String(partition), `${staged.validCount} ${staged.member} ${Math.round(staged.stageMs)}`)
       .expire(key, STAGING_TTL_SECONDS)
@@ -216,13 +228,13 @@ export class ValidSetSwap {
       .exec()
     const failed = replies?.find(([err]) => err !== null)
     if (replies === null || failed !== undefined) {
-      throw new CouponsError('AGGREGATOR_STAGING_FAILED', `recording partition ${partition} of run ${runId} as staged failed: ${failed?.[0]?.message ?? 'transaction aborted'}`, { retriable: true })
+      throw new CouponsError('AGGREGATOR_STAGING_FAILED', `recording partition ${partition} of plan ${planId} as staged failed: ${failed?.[0]?.message ?? 'transaction aborted'}`, { retriable: true })
     }
     return replies[2][1] as number
   }
 
-  async stagedPartitions (runId: string): Promise<Map<number, StagedPartition>> {
-    const fields = await this.#redis.hgetall(this.keys.staged(runId))
+  async stagedPartitions (planId: string): Promise<Map<number, StagedPartition>> {
+    const fields = await this.#redis.hgetall(this.keys.staged(planId))
     const staged = new Map<number, StagedPartition>()
     for (const [partition, value] of Object.entries(fields)) {
       const [validCount, member, stageMs] = value.split(' ')
@@ -231,19 +243,19 @@ export class ValidSetSwap {
     return staged
   }
 
-  /** The run the aggregators are computing now, and its plan's JSON; null when none. */
-  async plan (): Promise<{ runId: string, body: string } | null> {
-    const [runId, body] = await this.#redis.hmget(this.keys.plan, PLAN.runId, PLAN.body)
-    return runId === null || body === null ? null : { runId, body }
+  /** The run the aggregators are computing now, its plan's id and JSON; null when none. */
+  async plan (): Promise<{ runId: string, planId: string, body: string } | null> {
+    const [runId, planId, body] = await this.#redis.hmget(this.keys.plan, PLAN.runId, PLAN.planId, PLAN.body)
+    return runId === null || planId === null || body === null ? null : { runId, planId, body }
   }
 
-  /** Makes `runId` the run to compute (replacing any other plan) and tells every instance. */
-  async setPlan (runId: string, body: string): Promise<void> {
+  /** Makes this plan the one to compute (replacing any other) and tells every instance its id. */
+  async setPlan (runId: string, body: string, planId = runId): Promise<void> {
     await this.#redis.multi()
       .del(this.keys.plan)
-      .hset(this.keys.plan, PLAN.runId, runId, PLAN.body, body)
+      .hset(this.keys.plan, PLAN.runId, runId, PLAN.planId, planId, PLAN.body, body)
       .exec()
-    await this.#redis.publish(this.keys.plans, runId)
+    await this.#redis.publish(this.keys.plans, planId)
   }
 
   /**
@@ -253,19 +265,20 @@ export class ValidSetSwap {
    */
   async swap (options: SwapOptions): Promise<SwapOutcome> {
     const { runId, partitions, segments } = options
+    const planId = options.planId ?? runId
     const { meta, valid } = this.keys
-    const staging = this.keys.staging(runId)
+    const staging = this.keys.staging(planId)
     const retired = this.keys.retired(runId)
     const appliedAt = new Date().toISOString()
     const reply = await this.#redis.eval(SWAP_SCRIPT, 7,
-      meta, valid, staging, retired, this.keys.runResult(runId), this.keys.staged(runId), this.keys.plan,
-      runId, partitions, options.segmentsOffset.toString(), JSON.stringify(segments), appliedAt, RUN_RESULT_TTL_SECONDS) as string[]
+      meta, valid, staging, retired, this.keys.runResult(runId), this.keys.staged(planId), this.keys.plan,
+      runId, partitions, options.segmentsOffset.toString(), JSON.stringify(segments), appliedAt, RUN_RESULT_TTL_SECONDS, planId) as string[]
     switch (reply[0]) {
       case 'finished': return { state: 'finished', result: reply[1] }
       case 'superseded': return { state: 'superseded', generation: reply[1] }
       case 'incomplete': return { state: 'incomplete', staged: Number(reply[1]) }
       case 'mismatch':
-        await this.clearStaging(runId)
+        await this.clearStaging(planId)
         throw new CouponsError('AGGREGATOR_STAGING_INCOMPLETE',
           `the staging set of run ${runId} holds ${reply[1]} codes but its partitions recorded ${reply[2]}; not swapping, deciding them again`, { retriable: true })
     }
@@ -287,13 +300,13 @@ export class ValidSetSwap {
 
   /**
    * Writes a run's result (failed or superseded; an applied result is written by the swap) unless
-   * it has one already, and drops its staging work and its plan. Returns false when a result
+   * it has one already, and drops the staging work of `planId` and any plan of the run. Returns false when a result
    * existed (the run was swapped or ended meanwhile, elsewhere).
    */
-  async recordResult (runId: string, fields: RunResultFields): Promise<boolean> {
+  async recordResult (runId: string, fields: RunResultFields, planId = runId): Promise<boolean> {
     const args = Object.entries(fields).flatMap(([field, value]) => [field, String(value)])
     const written = await this.#redis.eval(RESULT_SCRIPT, 4,
-      this.keys.runResult(runId), this.keys.staging(runId), this.keys.staged(runId), this.keys.plan,
+      this.keys.runResult(runId), this.keys.staging(planId), this.keys.staged(planId), this.keys.plan,
       runId, RUN_RESULT_TTL_SECONDS, ...args)
     return written === 1
   }

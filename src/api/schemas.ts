@@ -70,7 +70,7 @@ export const Status = Type.Object({
   lastSwapAt: Nullable(Type.String({ format: 'date-time', description: 'when the live set was last swapped' })),
   generation: Nullable(Type.String({ description: 'run id of the live set' })),
   validCount: Nullable(Type.Integer({ description: 'codes in the live set' })),
-  swapMs: Nullable(Type.Number({ description: 'how long the last swap took (staging writes plus the atomic step)' })),
+  swapMs: Nullable(Type.Number({ description: 'how long the last swap took: the staging writes of every partition, summed over the aggregator instances (the atomic step itself takes well under a millisecond)' })),
   files: Type.Array(Type.String(), { description: 'the configured COUPON_FILES: what POST /admin/ingest accepts' }),
   queue: Type.Record(Type.String(), Type.Integer(), { description: 'ingest jobs by BullMQ state' }),
   schedule: Schedule

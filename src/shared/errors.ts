@@ -52,6 +52,7 @@ export const errorCodes = [
   'AGGREGATOR_BAD_PLAN',
   'AGGREGATOR_REBALANCED',
   'AGGREGATOR_PLAN_CHANGED',
+  'AGGREGATOR_RUN_EXPIRED',
   'AGGREGATOR_CLOSING',
 
   // flash sale (DESIGN section 11). The routes answer UNAVAILABLE and OUTCOME_UNKNOWN with 503 and

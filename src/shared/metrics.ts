@@ -45,7 +45,7 @@ export function swapGauges (registry: Registry, setKey: string, collect?: () => 
   const labelNames = ['set'] as const
   const lastSwap = new Gauge({ name: 'coupons_valid_set_last_swap_timestamp_seconds', help: 'Unix time of the last swap of the live valid set', labelNames, registers: [registry], collect: read })
   const validCount = new Gauge({ name: 'coupons_valid_set_codes', help: 'Codes in the live valid set', labelNames, registers: [registry], collect: read })
-  const swapSeconds = new Gauge({ name: 'coupons_valid_set_swap_seconds', help: 'Duration of the last swap (staging writes plus the atomic step)', labelNames, registers: [registry], collect: read })
+  const swapSeconds = new Gauge({ name: 'coupons_valid_set_swap_seconds', help: 'Duration of the last swap: the staging writes of every partition, summed over the aggregator instances (the atomic step itself takes well under a millisecond)', labelNames, registers: [registry], collect: read })
   const labels = { set: setKey }
   const gauges: SwapGauges = {
     set (live) {

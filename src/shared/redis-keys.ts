@@ -15,20 +15,20 @@
 export interface RedisKeys {
   /** the live SET read by the API */
   valid: string
-  /** HASH: generation, lastSwapAt, validCount, swapMs, segments, segmentsOffset */
+  /** HASH: generation, lastSwapAt, validCount, swapMs, segments, segmentsOffset, partitions, replayFrom (META) */
   meta: string
   /** channel that announces each swap */
   swaps: string
-  /** the set being filled before the swap */
-  staging: (generation: string) => string
+  /** the set being filled before the swap, per plan (a run planned again from other segments starts afresh) */
+  staging: (planId: string) => string
   /** where the previous live set is renamed to before it is unlinked */
   retired: (generation: string) => string
   /** HASH per run: what the aggregator did with it (RUN_RESULT fields); kept 30 days */
   runResult: (runId: string) => string
   /** HASH: the run the aggregators are computing now (PLAN fields), written by the coordinator */
   plan: string
-  /** HASH per run: partition -> "validCount member" for each partition staged (verified) so far */
-  staged: (runId: string) => string
+  /** HASH per plan: partition -> "validCount member stageMs" for each partition staged (verified) so far */
+  staged: (planId: string) => string
   /** channel that announces a new plan to every aggregator */
   plans: string
   /** per-file lock: two runs' jobs for one file never produce it at the same time */
@@ -94,6 +94,8 @@ export const META = {
 /** Fields of the plan hash. */
 export const PLAN = {
   runId: 'runId',
+  /** the run id and a digest of the plan: what the staging keys are named after */
+  planId: 'planId',
   /** JSON RunPlan (src/aggregator/run-plan.ts) */
   body: 'body'
 } as const

@@ -29,19 +29,11 @@ const roleOptions: Record<RedisRole, RedisOptions> = {
 // Reconnect quickly at first, then every 2 s at most, forever: an outage ends by itself.
 const retryStrategy = (attempt: number): number => Math.min(50 * 2 ** attempt, 2000)
 
-/**
- * The string form connects to one server only; src/aggregator still calls it with the URL until it
- * takes a RedisClient (issue 14).
- */
-export function createRedis (url: string, role: RedisRole, logger: Logger, extra?: RedisOptions): Redis
-export function createRedis (target: RedisTarget, role: RedisRole, logger: Logger, extra?: RedisOptions): RedisClient
-export function createRedis (target: string | RedisTarget, role: RedisRole, logger: Logger, extra: RedisOptions = {}): RedisClient {
+export function createRedis (target: RedisTarget, role: RedisRole, logger: Logger, extra: RedisOptions = {}): RedisClient {
   const options: RedisOptions = { connectionName: `coupons-${role}`, retryStrategy, ...roleOptions[role], ...extra }
-  const redis = typeof target === 'string'
-    ? new Redis(target, options)
-    : target.redisClusterNodes.length === 0
-      ? new Redis(target.redisUrl, options)
-      : new Cluster(target.redisClusterNodes, clusterOptions(target.redisUrl, options))
+  const redis = target.redisClusterNodes.length === 0
+    ? new Redis(target.redisUrl, options)
+    : new Cluster(target.redisClusterNodes, clusterOptions(target.redisUrl, options))
   // Without a listener ioredis prints unhandled errors; with it they are logged once each.
   let lastError = ''
   redis.on('error', (err: Error) => {

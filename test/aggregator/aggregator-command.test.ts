@@ -3,7 +3,7 @@
 // the new one.
 import t from 'tap'
 import { generateCoupons } from '../../src/gen/generate-coupons.js'
-import { META, RUN_RESULT } from '../../src/shared/redis-keys.js'
+import { META, PLAN, RUN_RESULT } from '../../src/shared/redis-keys.js'
 import type { RunPhase } from '../../src/aggregator/run-phases.js'
 import { changeSecondFile, ingestRun, liveSet, pollMembership, runResult, setupPipeline, spawnAggregator, waitFor } from '../helpers/aggregator-fixtures.js'
 import { freePort } from '../helpers/api-env.js'
@@ -41,7 +41,9 @@ for (const point of PAUSE_POINTS) {
       t.equal(await pipeline.redis.hget(pipeline.keys.meta, META.generation), run1.runId, 'nothing is swapped yet')
     }
     if (point === 'staging') {
-      const staged = await pipeline.redis.scard(pipeline.keys.staging(run2.runId))
+      const planId = await pipeline.redis.hget(pipeline.keys.plan, PLAN.planId) as string
+      t.match(planId, `${run2.runId}.`, 'the run\'s plan is the current one')
+      const staged = await pipeline.redis.scard(pipeline.keys.staging(planId))
       t.same({ partition: pausedAt.partition, staged }, { partition: 0, staged: pausedAt.validCount }, 'killed with the staging set of partition 0 only')
       t.ok(staged < expected.length, `a partial staging set: ${staged} of ${expected.length} codes`)
     }

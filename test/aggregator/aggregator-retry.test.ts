@@ -66,6 +66,18 @@ t.test('a command that ioredis gave up on after its retries is retriable', async
   t.equal(isRetriable(err), true)
 })
 
+t.test('a Redis reply is retriable only when it says Redis refuses for a while (OOM, loading, a cluster failing over)', async (t) => {
+  const reply = (message: string): Error => Object.assign(new Error(message), { name: 'ReplyError' })
+  for (const message of ['OOM command not allowed when used memory > \'maxmemory\'.', 'LOADING Redis is loading the dataset in memory', 'CLUSTERDOWN The cluster is down', 'TRYAGAIN Multiple keys request during rehashing of slot', 'READONLY You can\'t write against a read only replica.']) {
+    t.equal(isRetriable(reply(message)), true, message)
+  }
+  for (const message of ['WRONGTYPE Operation against a key holding the wrong kind of value', 'NOPERM User x has no permissions to run the \'sadd\' command', 'ERR unknown command']) {
+    t.equal(isRetriable(reply(message)), false, message)
+  }
+  t.equal(isRetriable(new Error('Too many Cluster redirections. Last error: Error: CLUSTERDOWN')), true, 'ioredis giving up its cluster redirections')
+  t.equal(isRetriable(Object.assign(new Error('Failed to refresh slots cache.'), { name: 'ClusterAllFailedError' })), true)
+})
+
 t.test('any other error is not retriable: a bug or bad data until shown otherwise', async (t) => {
   t.equal(isRetriable(new Error('boom')), false)
   t.equal(isRetriable(new TypeError('Cannot read properties of undefined')), false)

@@ -52,7 +52,7 @@ async function decide (t: Test, setup: Setup, runPlan: RunPlan, partitions: numb
   const { config, kafka } = setup.pipeline
   const names = topicNames(config)
   setup.group ??= await startGroupReader(t, kafka, { topics: FILES.map((file) => names.data(file)), segmentsTopic: names.segments })
-  return await decidePartitions({ plan: runPlan, partitions, reader: setup.group.reader, swap: setup.swap, member, logger: silentLogger, signal })
+  return await decidePartitions({ plan: runPlan, planId: runPlan.runId, partitions, reader: setup.group.reader, swap: setup.swap, member, logger: silentLogger, signal })
 }
 
 async function swap (setup: Setup, runPlan: RunPlan): Promise<SwapOutcome> {

@@ -180,3 +180,25 @@ t.test('a run\'s first result stands: a later failure does not overwrite it', as
   t.equal(await redis.exists(swap.keys.staging(runId)), 0, 'its staging set is dropped')
   t.equal(await swap.plan(), null, 'its plan is withdrawn')
 })
+
+t.test('a run planned again under another plan id never counts the partitions staged under the first plan', async (t) => {
+  const { redis, swap } = await setup(t)
+  const runId = newRunId()
+  const first = `${runId}.aaaaaaaaaaaa`
+  const second = `${runId}.bbbbbbbbbbbb`
+  await swap.setPlan(runId, '{}', first)
+  await swap.stage(first, packed(['FROMPLAN1']))
+  await swap.recordStaged(first, 0, { validCount: 1, member: 'm1', stageMs: 1 })
+  // A newer segment of a file became current: the coordinator plans the run again.
+  await swap.setPlan(runId, '{}', second)
+  t.same(await swap.plan(), { runId, planId: second, body: '{}' })
+  await swap.stage(second, packed(['FROMPLAN2']))
+  await swap.recordStaged(second, 1, { validCount: 1, member: 'm2', stageMs: 1 })
+  t.same(await swap.swap({ runId, planId: second, partitions: 2, segments: [], segmentsOffset: 3n }), { state: 'incomplete', staged: 1 },
+    'partition 0 of the first plan does not complete the second')
+  await swap.stage(second, packed(['FROMPLAN3']))
+  await swap.recordStaged(second, 0, { validCount: 1, member: 'm2', stageMs: 1 })
+  t.equal((await swap.swap({ runId, planId: second, partitions: 2, segments: [], segmentsOffset: 3n })).state, 'applied')
+  t.same((await redis.smembers(swap.keys.valid)).sort(), ['FROMPLAN2', 'FROMPLAN3'], 'only codes decided under the plan that swapped')
+  t.equal(await swap.plan(), null, 'the plan that swapped is withdrawn')
+})

@@ -46,7 +46,9 @@ function queueEvents (t: Test, config: Config, redis: Redis): QueueEvents {
 
 t.test('a run of three files completes when its three file jobs do, with progress while they run', async (t) => {
   const { dir, config, kafka, redis, runs } = await queueStack(t, 'run3')
-  await generateCoupons({ outDir: dir, scale: 0.01, seed: 3 })
+  // Large enough that each file takes a few progress intervals (250 ms) even with the packed,
+  // 4 MiB-request ingest: at scale 0.01 a file was once done before its first report in CI.
+  await generateCoupons({ outDir: dir, scale: 0.04, seed: 3 })
   const events = queueEvents(t, config, redis)
   await events.waitUntilReady()
   const progressEvents: Array<{ jobId: string, percent: number }> = []
