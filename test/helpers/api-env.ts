@@ -166,3 +166,19 @@ export class ThrowawayRedis {
     await once(child, 'exit')
   }
 }
+
+/**
+ * Blocks the event loop for 1.5 s, longer than under-pressure's 1 s sampling interval, then waits
+ * until under-pressure has taken the sample that saw it: which of its timer and the delay
+ * monitor's runs first after the block is up to libuv, so a fixed short wait sometimes reads the
+ * sample from before the block.
+ */
+export async function overloadEventLoop (app: App, thresholdMs: number): Promise<void> {
+  const until = Date.now() + 1500
+  while (Date.now() < until) { /* busy */ }
+  const deadline = Date.now() + 3000
+  while (app.memoryUsage().eventLoopDelay <= thresholdMs) {
+    if (Date.now() > deadline) throw new Error(`under-pressure never saw the blocked event loop (delay ${app.memoryUsage().eventLoopDelay} ms)`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}

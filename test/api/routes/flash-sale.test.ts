@@ -3,7 +3,7 @@ import t from 'tap'
 import { RETRY_AFTER_OVERLOAD_SECONDS } from '../../../src/api/http-errors.js'
 import { RETRY_AFTER_SECONDS } from '../../../src/api/routes/flash-sale.js'
 import type { App } from '../../../src/api/app.js'
-import { freePort, testApp } from '../../helpers/api-env.js'
+import { freePort, overloadEventLoop, testApp } from '../../helpers/api-env.js'
 import { TEST_DATABASE_URL, testSchema } from '../../helpers/postgres-env.js'
 
 interface Teardown { teardown: (fn: () => unknown) => void }
@@ -158,10 +158,7 @@ t.test('an overloaded event loop sheds the flash-sale routes too, with Retry-Aft
   const { databaseUrl } = await testSchema(t, { migrated: false })
   const { app } = await testApp(t, { EVENT_DRIVEN_ENABLED: 'false', DATABASE_URL: databaseUrl }, { maxEventLoopDelayMs: 5 })
   t.equal((await create(app, { name: 'BUSY', amount: 1 })).statusCode, 201)
-  // Block the event loop for longer than the 1 s sampling interval of under-pressure.
-  const until = Date.now() + 1500
-  while (Date.now() < until) { /* busy */ }
-  await new Promise((resolve) => setTimeout(resolve, 20))
+  await overloadEventLoop(app, 5)
   const shed = await get(app, 'BUSY')
   t.equal(shed.statusCode, 503)
   t.equal(shed.headers['retry-after'], String(RETRY_AFTER_OVERLOAD_SECONDS))
