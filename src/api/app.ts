@@ -22,6 +22,7 @@ import adminRoutes from './routes/admin.js'
 import couponRoutes from './routes/coupons.js'
 import dashboardRoutes from './routes/dashboard.js'
 import flashSaleRoutes from './routes/flash-sale.js'
+import { lazyChildLogger } from './lazy-child-logger.js'
 
 export interface BuildAppOptions {
   config: Config
@@ -53,7 +54,9 @@ export function buildApp (options: BuildAppOptions) {
     trustProxy: config.trustProxy,
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     // Checkout calls the lookup thousands of times a second: no access-log lines for it.
-    logController: new LogController({ disableRequestLogging: (request: { url?: string }) => request.url?.startsWith('/coupons/') === true })
+    logController: new LogController({ disableRequestLogging: (request: { url?: string }) => request.url?.startsWith('/coupons/') === true }),
+    // …and no per-request child logger either, unless the request logs (src/api/lazy-child-logger.ts).
+    childLoggerFactory: lazyChildLogger
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   // The one place that answers errors: the routes' HttpErrors, Fastify's validation errors, and
