@@ -20,6 +20,8 @@ export async function aggregatorCommand (_argv: string[]): Promise<void> {
     config,
     logger,
     onRun: metrics.onRun,
+    onPartitions: metrics.onPartitions,
+    onRunFailed: metrics.onRunFailed,
     // The group consumer is gone for good: exit, and let the supervisor start a fresh instance.
     onFatal: () => { aggregator.close().finally(() => process.exit(1)).catch(() => {}) }
   })

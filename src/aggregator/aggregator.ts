@@ -87,6 +87,8 @@ export interface AggregatorOptions {
   onRun?: (stats: RunStats) => void
   /** called after this instance staged its partitions of a run */
   onPartitions?: (runId: string, stats: PartitionsStats) => void
+  /** called when this instance recorded a run failed */
+  onRunFailed?: (runId: string) => void
   /** called at each (re)balance with the data partitions this instance owns now, and whether it coordinates */
   onAssignment?: (partitions: number[], coordinator: boolean) => void
   /** the group consumer stopped for good (a non-retriable Kafka error): the process should exit */
@@ -516,7 +518,7 @@ export class Aggregator {
     const error = isCouponsError(err) ? `${err.code}: ${err.message}` : `${(err as Error).name ?? 'Error'}: ${(err as Error).message ?? String(err)}`
     this.#logger.error({ err, runId, attempts }, 'run failed; nothing was swapped')
     try {
-      await (this.#swap as ValidSetSwap).recordResult(runId, { state: 'failed', error, attempts }, planId)
+      if (await (this.#swap as ValidSetSwap).recordResult(runId, { state: 'failed', error, attempts }, planId)) this.#options.onRunFailed?.(runId)
     } catch (recordErr) {
       // Redis is what failed, most likely: try again later, the run stays given up here.
       this.#logger.error({ err: recordErr, runId }, 'recording the failed run failed; retrying')

@@ -15,7 +15,7 @@ t.test('after an applied run: one observation per phase, the run, every partitio
   const registry = createRegistry('aggregator', { processMetrics: false })
   const metrics = aggregatorMetrics(registry, pipeline.config)
   t.teardown(metrics.close)
-  const aggregator = new Aggregator({ config: pipeline.config, logger: silentLogger, onRun: metrics.onRun })
+  const aggregator = new Aggregator({ config: pipeline.config, logger: silentLogger, onRun: metrics.onRun, onPartitions: metrics.onPartitions, onRunFailed: metrics.onRunFailed })
   t.teardown(() => aggregator.close())
   await aggregator.start()
 
@@ -42,4 +42,22 @@ t.test('after an applied run: one observation per phase, the run, every partitio
   t.equal(sampleValue(text, 'coupons_valid_set_codes', set), key.valid.length)
   t.equal(sampleValue(text, 'coupons_valid_set_last_swap_timestamp_seconds', set), Date.parse(result[RUN_RESULT.appliedAt]) / 1000)
   t.equal(sampleValue(text, 'coupons_valid_set_swap_seconds', set), Number(result[RUN_RESULT.swapMs]) / 1000)
+})
+
+t.test('a run that fails is counted by the instance that recorded it', async (t) => {
+  const pipeline = await setupPipeline(t, 'agg-metrics-failed')
+  await generateCoupons({ outDir: pipeline.dir, scale: 0.001, seed: 13 })
+  const registry = createRegistry('aggregator', { processMetrics: false })
+  const metrics = aggregatorMetrics(registry, pipeline.config)
+  t.teardown(metrics.close)
+  const aggregator = new Aggregator({ config: pipeline.config, logger: silentLogger, onRun: metrics.onRun, onPartitions: metrics.onPartitions, onRunFailed: metrics.onRunFailed })
+  t.teardown(() => aggregator.close())
+  await aggregator.start()
+
+  // One file of three, never ingested before: the plan cannot be made (AGGREGATOR_FILES_MISSING).
+  const { runId } = await ingestRun(pipeline, [pipeline.config.couponFiles[0]])
+  t.equal((await runResult(pipeline, runId))[RUN_RESULT.state], 'failed')
+  const text = await registry.metrics()
+  t.equal(sampleValue(text, 'coupons_aggregation_runs_total', { outcome: 'failed' }), 1)
+  t.equal(sampleValue(text, 'coupons_aggregation_runs_total', { outcome: 'applied' }), undefined, 'and nothing applied')
 })
