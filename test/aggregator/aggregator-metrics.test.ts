@@ -1,23 +1,30 @@
 // The aggregator's metrics after a real run: phase durations, runs, partitions, the live set.
-import t from 'tap'
+import type { Registry } from 'prom-client'
+import t, { type Test } from 'tap'
 import { Aggregator } from '../../src/aggregator/aggregator.js'
 import { aggregatorMetrics } from '../../src/aggregator/aggregator-metrics.js'
 import { generateCoupons } from '../../src/gen/generate-coupons.js'
 import { createRegistry } from '../../src/shared/metrics.js'
 import { RUN_RESULT } from '../../src/shared/redis-keys.js'
-import { ingestRun, runResult, setupPipeline, waitFor } from '../helpers/aggregator-fixtures.js'
+import { ingestRun, runResult, setupPipeline, waitFor, type Pipeline } from '../helpers/aggregator-fixtures.js'
 import { sampleValue } from '../helpers/metrics-text.js'
 import { silentLogger } from '../helpers/test-env.js'
 
-t.test('after an applied run: one observation per phase, the run, every partition staged and the live set', async (t) => {
-  const pipeline = await setupPipeline(t, 'agg-metrics')
-  const key = await generateCoupons({ outDir: pipeline.dir, scale: 0.001, seed: 12 })
+/** An aggregator reporting to its own registry, the way `coupons aggregator` wires its metrics. */
+async function meteredAggregator (t: Test, pipeline: Pipeline): Promise<Registry> {
   const registry = createRegistry('aggregator', { processMetrics: false })
   const metrics = aggregatorMetrics(registry, pipeline.config)
   t.teardown(metrics.close)
   const aggregator = new Aggregator({ config: pipeline.config, logger: silentLogger, onRun: metrics.onRun, onPartitions: metrics.onPartitions, onRunFailed: metrics.onRunFailed })
   t.teardown(() => aggregator.close())
   await aggregator.start()
+  return registry
+}
+
+t.test('after an applied run: one observation per phase, the run, every partition staged and the live set', async (t) => {
+  const pipeline = await setupPipeline(t, 'agg-metrics')
+  const key = await generateCoupons({ outDir: pipeline.dir, scale: 0.001, seed: 12 })
+  const registry = await meteredAggregator(t, pipeline)
 
   const { runId } = await ingestRun(pipeline, pipeline.config.couponFiles)
   const result = await runResult(pipeline, runId)
@@ -47,12 +54,7 @@ t.test('after an applied run: one observation per phase, the run, every partitio
 t.test('a run that fails is counted by the instance that recorded it', async (t) => {
   const pipeline = await setupPipeline(t, 'agg-metrics-failed')
   await generateCoupons({ outDir: pipeline.dir, scale: 0.001, seed: 13 })
-  const registry = createRegistry('aggregator', { processMetrics: false })
-  const metrics = aggregatorMetrics(registry, pipeline.config)
-  t.teardown(metrics.close)
-  const aggregator = new Aggregator({ config: pipeline.config, logger: silentLogger, onRun: metrics.onRun, onPartitions: metrics.onPartitions, onRunFailed: metrics.onRunFailed })
-  t.teardown(() => aggregator.close())
-  await aggregator.start()
+  const registry = await meteredAggregator(t, pipeline)
 
   // One file of three, never ingested before: the plan cannot be made (AGGREGATOR_FILES_MISSING).
   const { runId } = await ingestRun(pipeline, [pipeline.config.couponFiles[0]])
