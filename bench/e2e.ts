@@ -9,7 +9,7 @@
 // checkout sees before the run, during the ingest, during the aggregation and around the swap.
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { existsSync, openSync } from 'node:fs'
+import { existsSync, openSync, readFileSync } from 'node:fs'
 import { mkdir, readdir } from 'node:fs/promises'
 import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
@@ -24,7 +24,7 @@ import { createLogger } from '../src/shared/logger.js'
 import type { Run, StartedRun } from '../src/shared/run-contract.js'
 import { META, redisKeys } from '../src/shared/redis-keys.js'
 import { benchData } from './lib/bench-data.js'
-import { trackPeakRss } from './lib/process-tree.js'
+import { trackPeakRss, treeCpuSeconds } from './lib/process-tree.js'
 import { scanFloorInChild } from './lib/scan-floor.js'
 import { SteadyLoad, type WindowFigures } from './lib/steady-load.js'
 
@@ -42,6 +42,8 @@ const { values } = parseArgs({
 })
 const scale = Number(values.scale)
 const KAFKA_DATA = '.data/kafka'
+/** infra/infra.sh's pid file of the broker it started */
+const KAFKA_PID = '.data/kafka.pid'
 const mb = (bytes: number): string => (bytes / 2 ** 20).toFixed(0)
 const s = (ms: number): string => (ms / 1000).toFixed(1)
 const rate = Number(values.rate)
@@ -89,6 +91,13 @@ const roles = ['aggregator', 'api'].map((role) => {
 const peaks = roles.map((role) => trackPeakRss(role.child.pid!))
 const redis = new Redis(config.redisUrl)
 let load: SteadyLoad | null = null
+let cpuTracked: Array<{ label: string, pid: number }> = []
+/** CPU seconds of each tracked process tree, and of this process (the steady load) last. */
+async function cpuOf (tracked: Array<{ label: string, pid: number }>): Promise<number[]> {
+  const each = await Promise.all(tracked.map(async ({ pid }) => Number.isInteger(pid) ? await treeCpuSeconds(pid) : NaN))
+  const own = process.cpuUsage()
+  return [...each, (own.user + own.system) / 1e6]
+}
 
 try {
   // Yesterday's set: 100,000 codes and the answer key's valid codes (which stay valid after the swap).
@@ -98,6 +107,15 @@ try {
   await redis.sadd(keys.valid, ...key.valid)
   await redis.hset(keys.meta, { [META.generation]: 'bench-seed', [META.lastSwapAt]: new Date().toISOString(), [META.validCount]: String(seeded.length + key.valid.length) })
 
+  // CPU seconds from the request to the swap, per process tree: what the pipeline costs the two cores.
+  const redisPid = Number(/process_id:(\d+)/.exec(await redis.info('server'))?.[1])
+  const brokerPid = existsSync(KAFKA_PID) ? Number(readFileSync(KAFKA_PID, 'utf8').trim()) : NaN
+  cpuTracked = [
+    { label: 'api + ingest sandboxes', pid: roles[1].child.pid! },
+    { label: 'aggregator', pid: roles[0].child.pid! },
+    { label: 'Kafka broker', pid: brokerPid },
+    { label: 'Redis', pid: redisPid }
+  ]
   await waitFor('the api', async () => ((await fetch(`${base}/health`)).ok ? true : undefined), 60_000)
   const loadStarted = Date.now()
   if (rate > 0) {
@@ -106,6 +124,7 @@ try {
     load = new SteadyLoad(base, paths, rate, Number(values.connections))
     await sleep(Number(values.before) * 1000)
   }
+  const cpuAtRequest = await cpuOf(cpuTracked)
   const requested = Date.now()
   const response = await fetch(`${base}/admin/ingest`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: '{}' })
   if (response.status !== 202) throw new Error(`POST /admin/ingest answered ${response.status}: ${await response.text()}`)
@@ -125,6 +144,7 @@ try {
   if (outcome.failed !== null) throw new Error(`the ingest of ${outcome.failed} failed (see .data/${name}-api.log)`)
   const result = outcome.result
   const swapped = Date.now() - requested
+  const cpuAtSwap = await cpuOf(cpuTracked)
   if (result.state !== 'applied') throw new Error(`the run ended as ${result.state}: ${result.error}`)
   const peakMb = peaks.map((peak) => peak.stop())
   const swapAt = Date.parse(await redis.hget(keys.meta, META.lastSwapAt) ?? '')
@@ -167,6 +187,7 @@ try {
     `throughput request → swap: ${(totalCodes / (swapped / 1000) / 1e6).toFixed(2)}M codes/s, ${(totalGz / 2 ** 20 / (swapped / 1000)).toFixed(1)} MiB/s gzipped (floor: ${(totalCodes / (floorMs / 1000) / 1e6).toFixed(2)}M codes/s); pipeline/floor = ${(swapped / floorMs).toFixed(1)}×`,
     `swap itself: ${result.swapMs} ms; valid codes published: ${result.validCount}; answer-key mismatches: ${wrong}`,
     `peak RSS: aggregator ${peakMb[0].toFixed(0)} MiB, api + worker sandboxes ${peakMb[1].toFixed(0)} MiB (largest sandbox ${peaks[1].peakChildMb().toFixed(0)} MiB), floor scanners ${floor.map((f) => f.peakRssMb.toFixed(0)).join(' / ')} MiB`,
+    `CPU seconds request → swap (${s(swapped)} s wall × ${cpus().length} cores = ${s(swapped * cpus().length)} s): ${[...cpuTracked.map((t) => t.label), 'bench + steady load'].map((label, i) => `${label} ${(cpuAtSwap[i] - cpuAtRequest[i]).toFixed(1)}`).join(', ')}; sum ${cpuAtSwap.reduce((sum, cpu, i) => sum + cpu - cpuAtRequest[i], 0).toFixed(1)}`,
     `Kafka disk for this run's topics after the swap: ${Number.isNaN(kafkaBytes) ? 'n/a (broker data not under .data/kafka)' : `${mb(kafkaBytes)} MiB`}`,
     ...(latency.length === 0
       ? []
