@@ -1,4 +1,4 @@
-// `npm run bench:aggregate -- --scale 0.1 [--partitions 8] [--seed 1] [--format packed|lines] [--instances 1,2]`
+// `npm run bench:aggregate -- --scale 0.1 [--partitions 8] [--seed 1] [--format words|packed|lines] [--instances 1,2]`
 //
 // Aggregates already-produced generated files: the files are generated under data/bench-<scale>/
 // (data/scale-1/ is used as is for --scale 1) and produced into Kafka once, under topics named
@@ -38,7 +38,7 @@ const { values } = parseArgs({
     scale: { type: 'string', default: '0.1' },
     partitions: { type: 'string', default: '8' },
     seed: { type: 'string', default: '1' },
-    format: { type: 'string', default: 'packed' },
+    format: { type: 'string', default: 'words' },
     instances: { type: 'string', default: '1,2' },
     child: { type: 'boolean', default: false },
     // a child's Redis prefix and consumer group, chosen by the parent

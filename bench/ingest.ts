@@ -1,4 +1,4 @@
-// `npm run bench:ingest -- --scale 0.1 [--file couponbase2.gz] [--partitions 8] [--format packed|lines]`: produces ONE
+// `npm run bench:ingest -- --scale 0.1 [--file couponbase2.gz] [--partitions 8] [--format words|packed|lines]`: produces ONE
 // generated file to a fresh topic prefix and prints its speed, then in the same run on the same
 // file the floor: gunzip + CodeScanner only, no Kafka. Data is generated once under
 // data/bench-<scale>/ (data/scale-1/ for --scale 1) and reused; the topics are deleted at the end.
@@ -19,7 +19,7 @@ const { values } = parseArgs({
     file: { type: 'string', default: 'couponbase2.gz' },
     partitions: { type: 'string', default: '8' },
     seed: { type: 'string', default: '1' },
-    format: { type: 'string', default: 'packed' }
+    format: { type: 'string', default: 'words' }
   }
 })
 const scale = Number(values.scale)

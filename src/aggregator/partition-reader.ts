@@ -6,12 +6,13 @@
 // joined per read, and a topic whose range is done is paused at once instead of being fetched
 // again until the slowest file is done.
 // The codes read are then checked against the manifest's counts: a producer bug, a deleted record
-// or a wrong partition fails the run instead of publishing a wrong set. Records of the `packed`
-// format are copied into the state 8 bytes a code; `lines` records (segments written before it)
-// are scanned as text; any other format fails the run (src/shared/segments.ts).
+// or a wrong partition fails the run instead of publishing a wrong set. A `words` record (the
+// ingest's format since issue 15) is copied into the state as one block; `packed` records are
+// copied 8 bytes a code, `lines` records (segments written before either) scanned as text; any other
+// format fails the run (src/shared/segments.ts).
 import type { Admin, Batch, Consumer, KafkaMessage } from 'kafkajs'
 import { CodeScanner, type OnCode } from '../shared/code-rule.js'
-import { packHi, packLo, partitionOf } from '../shared/code-packing.js'
+import { hiOfWord, loOfWord, packHi, packLo, partitionOf } from '../shared/code-packing.js'
 import { CouponsError } from '../shared/errors.js'
 import type { Logger } from '../shared/logger.js'
 import { PACKED_CODE_BYTES, RECORD_FORMATS, SEGMENT_HEADER, type PartitionRange, type RecordFormat } from '../shared/segments.js'
@@ -56,7 +57,7 @@ interface Target {
   scanner: CodeScanner
   onCode: OnCode
   records: number
-  /** codes of `packed` records (the scanner counts those of `lines` records) */
+  /** codes of `packed` and `words` records (the scanner counts those of `lines` records) */
   packedCodes: number
 }
 
@@ -131,14 +132,20 @@ export class PartitionReader {
       const header = message.headers?.[SEGMENT_HEADER]
       if (header !== undefined && header.toString() === target.read.segmentId && message.value !== null) {
         target.records++
-        if (target.format === 'packed') {
-          const value = message.value
-          if (value.length % PACKED_CODE_BYTES !== 0) active.badRecord ??= `${target.read.file}: a record at offset ${message.offset} of ${batch.topic} partition ${batch.partition} has ${value.length} bytes, not a whole number of ${PACKED_CODE_BYTES}-byte codes`
-          if (addPacked(value, active.state, target.read.fileIndex, active.partition, active.partitions)) active.wrongPartition ??= target.read.file
-          target.packedCodes += Math.floor(value.length / PACKED_CODE_BYTES)
-        } else {
+        if (target.format === 'lines') {
           target.scanner.push(message.value, target.onCode)
           target.scanner.end(target.onCode)
+        } else {
+          const value = message.value
+          const record = `${target.read.file}: a record at offset ${message.offset} of ${batch.topic} partition ${batch.partition}`
+          if (value.length % PACKED_CODE_BYTES !== 0) active.badRecord ??= `${record} has ${value.length} bytes, not a whole number of ${PACKED_CODE_BYTES}-byte codes`
+          else if (target.format === 'packed') {
+            if (addPacked(value, active.state, target.read.fileIndex, active.partition, active.partitions)) active.wrongPartition ??= target.read.file
+          } else {
+            if (!sampledInPartition(value, active.partition, active.partitions)) active.wrongPartition ??= target.read.file
+            if (!active.state.addWords(value, target.read.fileIndex)) active.badRecord ??= `${record} has words whose file bits are not zero: not a \`words\` record`
+          }
+          target.packedCodes += Math.floor(value.length / PACKED_CODE_BYTES)
         }
       }
       if (offset === target.last) {
@@ -264,6 +271,22 @@ function addPacked (value: Buffer, state: PartitionState, fileIndex: number, par
     else state.add(hi, lo, fileIndex)
   }
   return wrong
+}
+
+/**
+ * Whether the first and the last code of a `words` record hash to `partition`. The producer
+ * routed every code by the hash; checking two per record, not every one, keeps the copy a block
+ * copy, and still catches a producer that partitions otherwise (another hash or partition count
+ * sends nearly every record's first code elsewhere). Bytes changed in transit are Kafka's CRC's job.
+ */
+function sampledInPartition (record: Buffer, partition: number, partitions: number): boolean {
+  if (record.length === 0) return true
+  for (const at of [0, record.length - PACKED_CODE_BYTES]) {
+    const low = record.readUInt32LE(at)
+    const high = record.readUInt32LE(at + 4)
+    if (partitionOf(hiOfWord(high), loOfWord(high, low), partitions) !== partition) return false
+  }
+  return true
 }
 
 /** A range whose records were deleted or never written would make the reader wait forever. */

@@ -3,17 +3,16 @@
 // the native BigUint64Array sort (in place, no per-element allocation) and one pass that counts
 // the distinct files of each code. Only the small valid set ever leaves as pairs of integers.
 //
-// Word layout, most significant bit first: hi (30 bits) | lo (30 bits) | file index (4 bits).
-// Sorting the words orders them by code, then by file, so the entries of one code are adjacent.
-// The words are written and read through an aliasing Uint32Array: numbers, never BigInts, per code.
+// Word layout (code-packing's sort word), most significant bit first: hi (30 bits) | lo (30 bits) |
+// file index (4 bits). Sorting the words orders them by code, then by file, so the entries of one
+// code are adjacent. The words are written and read through an aliasing Uint32Array: numbers,
+// never BigInts, per code.
+import { WORD_FILE_BITS, hiOfWord, loOfWord, wordHigh, wordLow } from '../shared/code-packing.js'
 
-/** File indexes fit in 4 bits, and the files-seen bitmask in 16. */
-export const FILE_INDEX_BITS = 4
-export const MAX_FILES = 1 << FILE_INDEX_BITS
+/** File indexes fit in the word's 4 file bits, and the files-seen bitmask in 16. */
+export const MAX_FILES = 1 << WORD_FILE_BITS
 
 const FILE_MASK = MAX_FILES - 1
-const LO_LOW_BITS = 32 - FILE_INDEX_BITS // bits of lo that go into the low word
-const LO_LOW_MASK = (1 << LO_LOW_BITS) - 1
 
 // Which Uint32 of each 64-bit word holds its low half depends on the platform's byte order.
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1
@@ -74,8 +73,32 @@ export class PartitionState {
   add (hi: number, lo: number, fileIndex: number): void {
     if (this.#length === this.#words.length) this.#resize(this.#length * 2)
     const at = this.#length++ * 2
-    this.#halves[at + LOW] = ((lo & LO_LOW_MASK) << FILE_INDEX_BITS) | fileIndex
-    this.#halves[at + HIGH] = (hi << 2) | (lo >>> LO_LOW_BITS)
+    this.#halves[at + LOW] = wordLow(lo) | fileIndex
+    this.#halves[at + HIGH] = wordHigh(hi, lo)
+  }
+
+  /**
+   * Adds a `words` record (segments.ts): sort words as little-endian uint64, file bits zero. They
+   * are copied as one block and the file index is set in each; nothing is parsed per code. Returns
+   * false, adding nothing, when a word's file bits are not zero (not such a record).
+   */
+  addWords (record: Uint8Array, fileIndex: number): boolean {
+    const count = record.length / 8
+    if (this.#length + count > this.#words.length) this.#resize(Math.max(this.#length * 2, this.#length + count))
+    const from = this.#length * 2
+    new Uint8Array(this.#words.buffer, this.#length * 8, record.length).set(record)
+    // Node's swap64 turns the little-endian words of the record into this platform's order.
+    if (LOW !== 0) Buffer.from(this.#words.buffer, this.#length * 8, record.length).swap64()
+    const halves = this.#halves
+    const to = from + count * 2
+    let fileBits = 0
+    for (let at = from + LOW; at < to; at += 2) {
+      fileBits |= halves[at]
+      halves[at] |= fileIndex
+    }
+    if ((fileBits & FILE_MASK) !== 0) return false
+    this.#length += count
+    return true
   }
 
   /**
@@ -107,10 +130,10 @@ export function decideWords (buffer: ArrayBufferLike, n: number, minFiles: numbe
   let i = 0
   while (i < n) {
     const high = halves[2 * i + HIGH]
-    const codeLow = halves[2 * i + LOW] >>> FILE_INDEX_BITS
+    const codeLow = halves[2 * i + LOW] >>> WORD_FILE_BITS
     let mask = 0
     let j = i
-    while (j < n && halves[2 * j + HIGH] === high && halves[2 * j + LOW] >>> FILE_INDEX_BITS === codeLow) {
+    while (j < n && halves[2 * j + HIGH] === high && halves[2 * j + LOW] >>> WORD_FILE_BITS === codeLow) {
       mask |= 1 << (halves[2 * j + LOW] & FILE_MASK)
       j++
     }
@@ -120,8 +143,8 @@ export function decideWords (buffer: ArrayBufferLike, n: number, minFiles: numbe
         bigger.set(out)
         out = bigger
       }
-      out[2 * count] = high >>> 2
-      out[2 * count + 1] = (high & 3) * 2 ** LO_LOW_BITS + codeLow
+      out[2 * count] = hiOfWord(high)
+      out[2 * count + 1] = loOfWord(high, halves[2 * i + LOW])
       count++
     }
     i = j

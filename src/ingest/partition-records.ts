@@ -1,9 +1,10 @@
 // Routes each candidate code to its partition (DESIGN section 4: the same hash for every topic) and
 // adds it to that partition's pending record, up to RECORD_BYTES, in the segment's record format
-// (src/shared/segments.ts): by default `packed`, the two halves the partition hash needs anyway,
-// 8 bytes a code; or `lines`, the code's bytes copied from the decompressed chunk and joined by LF.
-// Nothing is allocated per code.
-import { packHi, packLo, partitionOf } from '../shared/code-packing.js'
+// (src/shared/segments.ts): by default `words`, the code's sort word, 8 bytes that the aggregator
+// copies as they are; `packed`, the two halves the partition hash needs anyway, 8 bytes a code; or
+// `lines`, the code's bytes copied from the decompressed chunk and joined by LF. Nothing is
+// allocated per code.
+import { packHi, packLo, partitionOf, wordHigh, wordLow } from '../shared/code-packing.js'
 import type { OnCode } from '../shared/code-rule.js'
 import { PACKED_CODE_BYTES, type RecordFormat } from '../shared/segments.js'
 
@@ -31,12 +32,12 @@ export class PartitionRecords {
   #fullBytesMax = 0
   readonly #fullBytesOf: Float64Array
 
-  constructor (partitions: number, recordBytes = RECORD_BYTES, format: RecordFormat = 'packed') {
+  constructor (partitions: number, recordBytes = RECORD_BYTES, format: RecordFormat = 'words') {
     this.#partitions = partitions
     this.#recordBytes = recordBytes
     this.format = format
     this.#fullBytesOf = new Float64Array(partitions)
-    this.onCode = format === 'packed' ? this.#onPackedCode : this.#onLineCode
+    this.onCode = { words: this.#onWordCode, packed: this.#onPackedCode, lines: this.#onLineCode }[format]
     this.#buffers = Array.from({ length: partitions }, () => Buffer.allocUnsafe(recordBytes))
     this.#fill = new Int32Array(partitions)
     this.#pendingCodes = new Int32Array(partitions)
@@ -44,35 +45,35 @@ export class PartitionRecords {
 
   readonly onCode: OnCode
 
+  readonly #onWordCode: OnCode = (bytes, start, end) => {
+    const hi = packHi(bytes, start, end)
+    const lo = packLo(bytes, start, end)
+    this.#putCode(partitionOf(hi, lo, this.#partitions), wordLow(lo), wordHigh(hi, lo), true)
+  }
+
   readonly #onPackedCode: OnCode = (bytes, start, end) => {
     const hi = packHi(bytes, start, end)
     const lo = packLo(bytes, start, end)
-    const partition = partitionOf(hi, lo, this.#partitions)
-    let at = this.#fill[partition]
-    if (at + PACKED_CODE_BYTES > this.#recordBytes) {
-      this.#close(partition)
-      at = 0
-    }
+    this.#putCode(partitionOf(hi, lo, this.#partitions), hi, lo, false)
+  }
+
+  /** Appends one 8-byte code, two uint32s, little-endian (`words`: one uint64) or big-endian (`packed`). */
+  #putCode (partition: number, first: number, second: number, littleEndian: boolean): void {
+    const at = this.#reserve(partition, PACKED_CODE_BYTES)
     const buffer = this.#buffers[partition]
-    buffer[at] = hi >>> 24
-    buffer[at + 1] = hi >>> 16
-    buffer[at + 2] = hi >>> 8
-    buffer[at + 3] = hi
-    buffer[at + 4] = lo >>> 24
-    buffer[at + 5] = lo >>> 16
-    buffer[at + 6] = lo >>> 8
-    buffer[at + 7] = lo
+    const shift = littleEndian ? 0 : 24
+    const step = littleEndian ? 8 : -8
+    for (let byte = 0; byte < 4; byte++) {
+      buffer[at + byte] = first >>> (shift + step * byte)
+      buffer[at + 4 + byte] = second >>> (shift + step * byte)
+    }
     this.#fill[partition] = at + PACKED_CODE_BYTES
     this.#pendingCodes[partition]++
   }
 
   readonly #onLineCode: OnCode = (bytes, start, end) => {
     const partition = partitionOf(packHi(bytes, start, end), packLo(bytes, start, end), this.#partitions)
-    let at = this.#fill[partition]
-    if (at + 1 + end - start > this.#recordBytes) {
-      this.#close(partition)
-      at = 0
-    }
+    let at = this.#reserve(partition, 1 + end - start)
     const buffer = this.#buffers[partition]
     if (at > 0) buffer[at++] = LF
     for (let i = start; i < end; i++) buffer[at++] = bytes[i]
@@ -104,6 +105,14 @@ export class PartitionRecords {
   takeAll (): PackedRecord[] {
     for (let p = 0; p < this.#partitions; p++) if (this.#fill[p] > 0) this.#close(p)
     return this.takeFull()
+  }
+
+  /** Where the next `bytes` of the partition's record go; a record they would overflow is closed first. */
+  #reserve (partition: number, bytes: number): number {
+    const at = this.#fill[partition]
+    if (at + bytes <= this.#recordBytes) return at
+    this.#close(partition)
+    return 0
   }
 
   #close (partition: number): void {

@@ -35,7 +35,7 @@ export interface ProduceFileOptions {
    * this production no longer owns its work (a lost lock), and the segment is abandoned unpublished.
    */
   fence?: () => Promise<void>
-  /** how the data records hold the codes (named in the manifest); default `packed` */
+  /** how the data records hold the codes (named in the manifest); default `words` */
   recordFormat?: RecordFormat
 }
 
@@ -84,7 +84,7 @@ export async function produceFile (options: ProduceFileOptions): Promise<Segment
       await producer.connect()
     })
     sender = new RecordSender(producer, file, topic, segmentId, partitions)
-    const records = new PartitionRecords(partitions, RECORD_BYTES, options.recordFormat ?? 'packed')
+    const records = new PartitionRecords(partitions, RECORD_BYTES, options.recordFormat ?? 'words')
     const scanner = new CodeScanner()
     const started = performance.now()
     onProgress?.(progressOf(gzip, scanner))

@@ -79,3 +79,35 @@ export function partitionOf (hi: number, lo: number, partitions: number): number
   h ^= h >>> 16
   return (h >>> 0) % partitions
 }
+
+/**
+ * A code as one 64-bit sort word, most significant bit first: hi (30 bits) | lo (30 bits) | 4 bits
+ * left for a file index. Sorting such words orders them by code, and the entries of one code (one
+ * per file) become adjacent: the aggregator's partition state (partition-state.ts). The `words`
+ * record format (segments.ts) carries exactly these words, file bits zero, so the aggregator copies
+ * a record into its state as a block. Each half of the word fits a uint32, so no BigInt per code.
+ */
+export const WORD_FILE_BITS = 4
+/** bits of lo in the word's low uint32, above the file bits */
+const LO_LOW_BITS = 32 - WORD_FILE_BITS
+const LO_LOW_MASK = (1 << LO_LOW_BITS) - 1
+
+/** The word's low uint32, file bits zero. */
+export function wordLow (lo: number): number {
+  return ((lo & LO_LOW_MASK) << WORD_FILE_BITS) >>> 0
+}
+
+/** The word's high uint32. */
+export function wordHigh (hi: number, lo: number): number {
+  return ((hi << 2) | (lo >>> LO_LOW_BITS)) >>> 0
+}
+
+/** hi of a word's halves */
+export function hiOfWord (high: number): number {
+  return high >>> 2
+}
+
+/** lo of a word's halves (file bits ignored) */
+export function loOfWord (high: number, low: number): number {
+  return (high & 3) * 2 ** LO_LOW_BITS + (low >>> WORD_FILE_BITS)
+}

@@ -18,7 +18,7 @@ import { randomCode } from '../helpers/random-code.js'
 import { onRunPhase, recordRunPhases } from '../helpers/run-phases.js'
 import { deleteTopics, testConfig, testKafka } from '../helpers/test-env.js'
 
-const FILES = ['couponbase1.gz', 'couponbase2.gz']
+const FILES = ['couponbase1.gz', 'couponbase2.gz', 'couponbase3.gz']
 const PARTITION = 2
 /** A read that never ends fails the test after this long instead of at tap's timeout. */
 const READ_TIMEOUT_MS = 30_000
@@ -76,6 +76,16 @@ async function appendPacked (setup: Setup, file: string, segmentId: string, code
     const { hi, lo } = packCode(code)
     value.writeUInt32BE(hi, 8 * i)
     value.writeUInt32BE(lo, 8 * i + 4)
+  })
+  return await appendValue(setup, file, segmentId, value)
+}
+
+/** Appends one data record of the words format (a little-endian uint64 a code: hi | lo | 4 zero bits), with `fileBits` set in each word. */
+async function appendWords (setup: Setup, file: string, segmentId: string, codes: string[], fileBits = 0n): Promise<string> {
+  const value = Buffer.alloc(8 * codes.length)
+  codes.forEach((code, i) => {
+    const { hi, lo } = packCode(code)
+    value.writeBigUInt64LE((BigInt(hi) << 34n) | (BigInt(lo) << 4n) | fileBits, 8 * i)
   })
   return await appendValue(setup, file, segmentId, value)
 }
@@ -190,6 +200,40 @@ t.test('reads packed records 8 bytes a code, beside a lines segment of another f
   t.same(counts, [{ file: FILES[0], records: 2, codes: 8 }, { file: FILES[1], records: 1, codes: 7 }])
   t.same(decided(state, 2), [...shared].sort(), 'in both files: the shared codes only')
   t.same(decided(state, 1), [...shared, ...onlyOne, ...onlyTwo].sort(), 'every code, unpacked as it was')
+})
+
+t.test('reads words records as whole blocks, beside packed and lines segments of the other files', async (t) => {
+  const setup = await prepare(t, 11)
+  const [inAll, wordsAndLines, wordsOnly, packedOnly, linesOnly] = [4, 3, 3, 2, 2].map((n) => codesOf(setup, PARTITION, n))
+  const first = await appendWords(setup, FILES[2], 'W', [...inAll, ...wordsOnly.slice(0, 1)])
+  const last = await appendWords(setup, FILES[2], 'W', [...wordsAndLines, ...wordsOnly.slice(1)])
+  const packed = await appendPacked(setup, FILES[0], 'P', [...packedOnly, ...inAll])
+  const lines = await append(setup, FILES[1], 'L', [...inAll, ...linesOnly, ...wordsAndLines])
+
+  // Filled beyond its capacity of 2: the block copy grows the state like add() does.
+  const state = new PartitionState(2)
+  const counts = await read(setup, [
+    segmentRead(setup, FILES[0], 'P', { firstOffset: packed, lastOffset: packed, records: 1, codes: 6 }, 'packed'),
+    segmentRead(setup, FILES[1], 'L', { firstOffset: lines, lastOffset: lines, records: 1, codes: 9 }, 'lines'),
+    segmentRead(setup, FILES[2], 'W', { firstOffset: first, lastOffset: last, records: 2, codes: 10 }, 'words')
+  ], { state })
+  t.same(counts, [{ file: FILES[0], records: 1, codes: 6 }, { file: FILES[1], records: 1, codes: 9 }, { file: FILES[2], records: 2, codes: 10 }])
+  t.same(decided(state, 3), [...inAll].sort(), 'in all three files')
+  t.same(decided(state, 2), [...inAll, ...wordsAndLines].sort(), 'in two files: each file counted once, by its own index')
+  t.same(decided(state, 1), [...inAll, ...wordsAndLines, ...wordsOnly, ...packedOnly, ...linesOnly].sort(), 'every code, unpacked as it was')
+})
+
+t.test('fails with AGGREGATOR_BAD_RECORD on a words record that is not whole codes or has file bits set, and AGGREGATOR_WRONG_PARTITION on a stray code at its end', async (t) => {
+  const setup = await prepare(t, 12)
+  const torn = await appendValue(setup, FILES[2], 'S', Buffer.alloc(20))
+  await t.rejects(read(setup, [segmentRead(setup, FILES[2], 'S', { firstOffset: torn, lastOffset: torn, records: 1, codes: 2 }, 'words')]),
+    { name: 'CouponsError', code: 'AGGREGATOR_BAD_RECORD', message: /has 20 bytes, not a whole number of 8-byte codes/ })
+  const flagged = await appendWords(setup, FILES[2], 'F', codesOf(setup, PARTITION, 2), 1n)
+  await t.rejects(read(setup, [segmentRead(setup, FILES[2], 'F', { firstOffset: flagged, lastOffset: flagged, records: 1, codes: 2 }, 'words')]),
+    { name: 'CouponsError', code: 'AGGREGATOR_BAD_RECORD', message: /has words whose file bits are not zero/ })
+  const stray = await appendWords(setup, FILES[2], 'T', [...codesOf(setup, PARTITION, 3), ...codesOf(setup, PARTITION + 1, 1)])
+  await t.rejects(read(setup, [segmentRead(setup, FILES[2], 'T', { firstOffset: stray, lastOffset: stray, records: 1, codes: 4 }, 'words')]),
+    { name: 'CouponsError', code: 'AGGREGATOR_WRONG_PARTITION' })
 })
 
 t.test('fails with AGGREGATOR_RECORD_FORMAT, before reading, on a record format it does not know', async (t) => {

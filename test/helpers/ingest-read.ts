@@ -79,10 +79,20 @@ export function expectedCodes (path: string, partitions: number): { lines: numbe
 /** The codes of one record in the manifest's record format (absent: `lines`). */
 export function codesOfRecord (value: Buffer, recordFormat = 'lines'): string[] {
   if (recordFormat === 'lines') return value.toString('latin1').split('\n')
-  if (recordFormat !== 'packed') throw new Error(`unknown record format ${recordFormat}`)
-  if (value.length % PACKED_CODE_BYTES !== 0) throw new Error(`a packed record of ${value.length} bytes`)
+  if (recordFormat !== 'packed' && recordFormat !== 'words') throw new Error(`unknown record format ${recordFormat}`)
+  if (value.length % PACKED_CODE_BYTES !== 0) throw new Error(`a ${recordFormat} record of ${value.length} bytes`)
   const codes: string[] = []
-  for (let i = 0; i < value.length; i += PACKED_CODE_BYTES) codes.push(unpackCode(value.readUInt32BE(i), value.readUInt32BE(i + 4)))
+  for (let i = 0; i < value.length; i += PACKED_CODE_BYTES) {
+    if (recordFormat === 'packed') {
+      codes.push(unpackCode(value.readUInt32BE(i), value.readUInt32BE(i + 4)))
+      continue
+    }
+    // words: one little-endian uint64, hi (30 bits) | lo (30 bits) | 4 zero bits, spelled out here
+    // bit by bit rather than through code-packing's helpers, so that this decodes independently.
+    const word = value.readBigUInt64LE(i)
+    if ((word & 0xfn) !== 0n) throw new Error(`a words record whose word at ${i} has file bits set`)
+    codes.push(unpackCode(Number(word >> 34n), Number((word >> 4n) & 0x3fffffffn)))
+  }
   return codes
 }
 

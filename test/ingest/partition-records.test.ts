@@ -1,5 +1,5 @@
 // PartitionRecords: every code lands in the record of its partition (the shared hash), records
-// hold the codes packed 8 bytes each (or, in the lines format, joined by LF) and are never larger
+// hold the codes 8 bytes each (`words`, `packed`; or, in the lines format, joined by LF) and are never larger
 // than the record size, and full records are handed over only when taken.
 import t from 'tap'
 import { Sfc32 } from '../../src/gen/random.js'
@@ -22,32 +22,34 @@ function decode (record: PackedRecord): string[] {
   return record.value.toString('latin1').split('\n')
 }
 
-t.test('packs each code into 8 bytes of the record of its partition, by default', async (t) => {
-  const rng = new Sfc32(3)
-  const partitions = 4
-  const codes = Array.from({ length: 3000 }, () => randomCode(rng))
-  const records = new PartitionRecords(partitions)
-  t.equal(records.format, 'packed')
-  for (const code of codes) push(records, code)
-  const all = records.takeAll()
-  t.same(all.map((r) => r.partition).sort(), [0, 1, 2, 3], 'one record per partition')
-  for (const record of all) {
-    const expected = codes.filter((code) => partitionOfCode(code, partitions) === record.partition)
-    t.equal(record.value.length, 8 * expected.length, `partition ${record.partition}: 8 bytes a code`)
-    t.same(codesOfRecord(record.value, 'packed'), expected, `partition ${record.partition}: its codes, in order, unpacked as they were`)
-    t.equal(record.codes, expected.length)
-  }
-})
+for (const format of ['words', 'packed'] as const) {
+  t.test(`${format === 'words' ? 'by default, ' : ''}writes each code as 8 bytes (${format}) into the record of its partition`, async (t) => {
+    const rng = new Sfc32(3)
+    const partitions = 4
+    const codes = Array.from({ length: 3000 }, () => randomCode(rng))
+    const records = format === 'words' ? new PartitionRecords(partitions) : new PartitionRecords(partitions, RECORD_BYTES, format)
+    t.equal(records.format, format)
+    for (const code of codes) push(records, code)
+    const all = records.takeAll()
+    t.same(all.map((r) => r.partition).sort(), [0, 1, 2, 3], 'one record per partition')
+    for (const record of all) {
+      const expected = codes.filter((code) => partitionOfCode(code, partitions) === record.partition)
+      t.equal(record.value.length, 8 * expected.length, `partition ${record.partition}: 8 bytes a code`)
+      t.same(codesOfRecord(record.value, format), expected, `partition ${record.partition}: its codes, in order, unpacked as they were`)
+      t.equal(record.codes, expected.length)
+    }
+  })
+}
 
-t.test('a packed record is closed when the next 8 bytes would not fit, and the fullest partition is tracked', async (t) => {
+t.test('a record of 8-byte codes is closed when the next 8 bytes would not fit, and the fullest partition is tracked', async (t) => {
   const records = new PartitionRecords(1, 20)
   for (const code of ['AAAAAAAA', 'BBBBBBBBB', 'CCCCCCCCCC']) push(records, code)
   t.equal(records.fullBytes, 16, 'two codes fill 16 of 20 bytes; the third starts a new record')
   t.equal(records.fullBytesMax, 16)
   const [full] = records.takeFull()
-  t.same(codesOfRecord(full.value, 'packed'), ['AAAAAAAA', 'BBBBBBBBB'])
+  t.same(codesOfRecord(full.value, 'words'), ['AAAAAAAA', 'BBBBBBBBB'])
   t.equal(records.fullBytesMax, 0, 'taking the full records forgets them')
-  t.same(records.takeAll().map((r) => codesOfRecord(r.value, 'packed')), [['CCCCCCCCCC']])
+  t.same(records.takeAll().map((r) => codesOfRecord(r.value, 'words')), [['CCCCCCCCCC']])
 })
 
 t.test('in the lines format, routes every code to the record of its partition, codes joined by LF, with their count', async (t) => {

@@ -42,7 +42,7 @@ t.test('a generated file comes back code for code, per partition, as the manifes
   t.same(codesOfSegment(records, manifest, config.kafkaPartitions), expected.perPartition, 'the multiset of codes per partition')
 
   const compressed = await readFile(path)
-  t.equal(manifest.recordFormat, 'packed', 'the manifest names the records\' format')
+  t.equal(manifest.recordFormat, 'words', 'the manifest names the records\' format')
   t.equal(manifest.file, file)
   t.equal(manifest.runId, runId)
   t.equal(manifest.topic, topicNames(config).data(file))
