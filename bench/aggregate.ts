@@ -8,7 +8,8 @@
 // with --child, so each peak RSS is its own) form a fresh consumer group on a fresh Redis prefix;
 // once the group has settled, a new run asking for the kept segments is published, and the time
 // from publishing to the run's `applied` result is measured. Each process reports its share (the
-// partitions it decided, their phases and state) and its peak RSS when stopped.
+// partitions it decided, their phases, its decide threads and partition states) and its peak RSS
+// when stopped.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
@@ -244,12 +245,14 @@ interface Measurement {
 
 /** Sums a process's shares of one run (it decides more than once when partitions move to it). */
 function sumShares (shares: Array<{ runId: string, stats: PartitionsStats }>, runId: string): PartitionsStats {
-  const sum: PartitionsStats = { partitions: [], codesRead: 0, validCount: 0, stateBytes: 0, staged: 0, ms: { read: 0, decide: 0, stage: 0, total: 0 } }
+  const sum: PartitionsStats = { partitions: [], codesRead: 0, validCount: 0, stateBytes: 0, states: 0, decideThreads: 0, staged: 0, ms: { read: 0, decide: 0, stage: 0, total: 0 } }
   for (const { stats } of shares.filter((share) => share.runId === runId)) {
     sum.partitions.push(...stats.partitions)
     sum.codesRead += stats.codesRead
     sum.validCount += stats.validCount
     sum.stateBytes = Math.max(sum.stateBytes, stats.stateBytes)
+    sum.states = Math.max(sum.states, stats.states)
+    sum.decideThreads = Math.max(sum.decideThreads, stats.decideThreads)
     for (const phase of ['read', 'decide', 'stage', 'total'] as const) sum.ms[phase] += stats.ms[phase]
   }
   sum.partitions.sort((a, b) => a - b)
@@ -332,12 +335,12 @@ function describe (m: Measurement): string {
   const lines = [
     `${m.instances} instance${m.instances === 1 ? '' : 's'}: request→applied ${m.seconds.toFixed(2)} s, ${m.codesRead.toLocaleString('en')} codes read, ` +
     `${m.validCount.toLocaleString('en')} valid (${m.matches ? 'matches' : 'DOES NOT MATCH'} answers.json)${m.rebalanced ? ', THE GROUP REBALANCED during the run' : ''}`,
-    '  process                       partitions  codes read  read ms  decide ms  stage ms  state    peak RSS'
+    '  process                       partitions  codes read  read ms  decide ms  stage ms  threads  states  state    peak RSS'
   ]
   for (const p of m.processes) {
     lines.push(`  ${`${p.member}${p.coordinator ? ' (coord.)' : ''}`.padEnd(30)}${ranges(p.share.partitions).padEnd(12)}` +
       `${p.share.codesRead.toLocaleString('en').padStart(10)}  ${String(p.share.ms.read).padStart(7)}  ${String(p.share.ms.decide).padStart(9)}  ${String(p.share.ms.stage).padStart(8)}  ` +
-      `${mb(p.share.stateBytes).padStart(6)}  ${mb(p.maxRssBytes).padStart(8)}`)
+      `${String(p.share.decideThreads).padStart(7)}  ${String(p.share.states).padStart(6)}  ${mb(p.share.stateBytes).padStart(6)}  ${mb(p.maxRssBytes).padStart(8)}`)
   }
   return lines.join('\n')
 }

@@ -465,8 +465,9 @@ export class Aggregator {
     const signal = AbortSignal.any([controller.signal, this.#assignment.signal, this.#closing.signal])
     try {
       await this.#attempt(plan, planId, async () => {
-        const stats = await decidePartitions({ plan, planId, partitions: mine, reader: this.#reader as PartitionReader, swap, member: this.member, logger: this.#logger, signal })
-        this.#logger.info({ runId, planId, partitions: mine, codesRead: stats.codesRead, validCount: stats.validCount, staged: stats.staged, ms: stats.ms }, 'partitions staged')
+        const { aggregatorDecideThreads: decideThreads, aggregatorStateMemoryBytes: stateMemoryBytes } = this.#config
+        const stats = await decidePartitions({ plan, planId, partitions: mine, reader: this.#reader as PartitionReader, swap, member: this.member, logger: this.#logger, signal, decideThreads, stateMemoryBytes })
+        this.#logger.info({ runId, planId, partitions: mine, codesRead: stats.codesRead, validCount: stats.validCount, staged: stats.staged, states: stats.states, stateBytes: stats.stateBytes, decideThreads: stats.decideThreads, ms: stats.ms }, 'partitions staged')
         this.#options.onPartitions?.(runId, stats)
         if (stats.staged === plan.partitions) await this.#trySwap(plan, planId, stats)
       }, signal)
@@ -540,7 +541,7 @@ export class Aggregator {
     } else {
       this.#logger.info({ runId: plan.runId, generation: outcome.generation }, 'aggregation superseded by a newer run')
     }
-    const share = partitions ?? { partitions: [], codesRead: 0, validCount: 0, stateBytes: 0, staged: plan.partitions, ms: { read: 0, decide: 0, stage: 0, total: 0 } }
+    const share = partitions ?? { partitions: [], codesRead: 0, validCount: 0, stateBytes: 0, states: 0, decideThreads: 0, staged: plan.partitions, ms: { read: 0, decide: 0, stage: 0, total: 0 } }
     const ms = { read: share.ms.read, decide: share.ms.decide, stage: share.ms.stage, swap: Math.round(swapMs), cleanup: Math.round(performance.now() - at), total: 0 }
     ms.total = share.ms.total + ms.swap + ms.cleanup
     this.#scheduleEvaluation()

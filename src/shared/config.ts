@@ -48,6 +48,8 @@ export const EnvSchema = Type.Object({
   AGGREGATOR_GROUP_ID: Type.Optional(Type.String({ minLength: 1, pattern: '^[A-Za-z0-9._-]+$', description: 'Kafka consumer group of the aggregator instances: the instances sharing it split the partitions of every run. Default: KAFKA_TOPIC_PREFIX + "coupons-aggregator", one group per deployment' })),
   AGGREGATOR_MAX_ATTEMPTS: Type.Integer({ default: 5, minimum: 1, maximum: 50, description: 'Attempts an aggregator instance makes at its partitions of a run on transient failures (Kafka or Redis trouble) before it records the run failed; errors that a retry cannot fix fail it at once' }),
   AGGREGATOR_RETRY_DELAY_MS: Type.Integer({ default: 5000, minimum: 10, maximum: 300_000, description: 'First retry delay of an aggregation after a transient failure; doubles with each attempt, up to 60 s' }),
+  AGGREGATOR_DECIDE_THREADS: Type.Integer({ default: 2, minimum: 1, maximum: 64, description: 'Worker threads each aggregator instance decides (sorts) its partitions on. Deciding a partition takes longer than reading it, so with one thread the reads wait for it while a second core idles; with two, a partition read while another is decided starts on the second thread. Each busy thread holds a partition state (see AGGREGATOR_STATE_MEMORY_MB)' }),
+  AGGREGATOR_STATE_MEMORY_MB: Type.Integer({ default: 640, minimum: 16, description: 'Most memory (MiB) of partition states one aggregator instance holds: each is 8 bytes a code of its largest partition, and it holds as many as fit, up to AGGREGATOR_DECIDE_THREADS + 1 (one read while the others are decided) but never fewer than two, even beyond this (it warns; more KAFKA_PARTITIONS make each smaller). The process needs about 250 MB besides. The default holds two states of the full-size run (313 M codes in 8 partitions: 313 MB each), under 1 GiB in all' }),
   LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)), { default: 'info', description: 'pino level of every process (KafkaJS logs follow it)' })
 })
 
@@ -94,6 +96,9 @@ export interface Config {
   aggregatorGroupId: string
   aggregatorMaxAttempts: number
   aggregatorRetryDelayMs: number
+  aggregatorDecideThreads: number
+  /** the budget of partition states, in bytes */
+  aggregatorStateMemoryBytes: number
   logLevel: Env['LOG_LEVEL']
 }
 
@@ -153,6 +158,8 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     aggregatorGroupId: raw.AGGREGATOR_GROUP_ID ?? `${raw.KAFKA_TOPIC_PREFIX}coupons-aggregator`,
     aggregatorMaxAttempts: raw.AGGREGATOR_MAX_ATTEMPTS,
     aggregatorRetryDelayMs: raw.AGGREGATOR_RETRY_DELAY_MS,
+    aggregatorDecideThreads: raw.AGGREGATOR_DECIDE_THREADS,
+    aggregatorStateMemoryBytes: raw.AGGREGATOR_STATE_MEMORY_MB * 1024 * 1024,
     logLevel: raw.LOG_LEVEL
   })
 }

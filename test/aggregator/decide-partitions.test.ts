@@ -2,18 +2,23 @@
 // read through a group consumer that owns the partitions: one instance's share of a run is
 // decided into the run's staging set and recorded staged, partition by partition, so that the
 // swap publishes the set once every partition is; a count mismatch stages nothing of its partition.
+// With several decide threads and states, partitions are decided and staged at once, and the first
+// failure among them is the one thrown, once every decision has settled.
 // How a plan is made (missing files, mixed partition counts) is planRun's (run-plan.test.ts).
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
+import { pino } from 'pino'
 import t, { type Test } from 'tap'
 import { generateCoupons } from '../../src/gen/generate-coupons.js'
 import { produceFile } from '../../src/ingest/produce-file.js'
 import { packCode, partitionOf } from '../../src/shared/code-packing.js'
 import { topicNames } from '../../src/shared/kafka.js'
+import type { Logger } from '../../src/shared/logger.js'
 import { newRunId, type SegmentManifest } from '../../src/shared/segments.js'
-import { decidePartitions, type PartitionsStats } from '../../src/aggregator/decide-partitions.js'
-import { planRun, type RunPlan } from '../../src/aggregator/run-plan.js'
+import { decidePartitions, stateCount, type PartitionsStats } from '../../src/aggregator/decide-partitions.js'
+import type { PackedCodes } from '../../src/aggregator/partition-state.js'
+import { expectedCodes, planRun, type RunPlan } from '../../src/aggregator/run-plan.js'
 import { ValidSetSwap, type SwapOutcome } from '../../src/aggregator/valid-set-swap.js'
 import { liveSet, setupPipeline, type Pipeline } from '../helpers/aggregator-fixtures.js'
 import { startGroupReader, type GroupReader } from '../helpers/group-reader.js'
@@ -23,6 +28,7 @@ import { silentLogger } from '../helpers/test-env.js'
 const FILES = ['couponbase1.gz', 'couponbase2.gz', 'couponbase3.gz']
 /** A decision that never ends fails the test after this long instead of at tap's timeout. */
 const DECIDE_TIMEOUT_MS = 60_000
+const MIB = 1024 * 1024
 
 interface Setup { pipeline: Pipeline, swap: ValidSetSwap, group: GroupReader | null }
 
@@ -47,12 +53,53 @@ function plan (setup: Setup, runId: string, manifests: SegmentManifest[], newest
   }, setup.pipeline.config.minFiles)
 }
 
+interface DecideOptions {
+  signal?: AbortSignal
+  /** default: the config's (AGGREGATOR_DECIDE_THREADS, AGGREGATOR_STATE_MEMORY_MB) */
+  decideThreads?: number
+  stateMemoryBytes?: number
+  /** default: the setup's */
+  swap?: ValidSetSwap
+  logger?: Logger
+}
+
 /** Decides `partitions` of the plan as aggregator instance `member`; the group reader joins on first use (the data topics exist by then). */
-async function decide (t: Test, setup: Setup, runPlan: RunPlan, partitions: number[], member: string, signal = AbortSignal.timeout(DECIDE_TIMEOUT_MS)): Promise<PartitionsStats> {
+async function decide (t: Test, setup: Setup, runPlan: RunPlan, partitions: number[], member: string, options: DecideOptions = {}): Promise<PartitionsStats> {
   const { config, kafka } = setup.pipeline
   const names = topicNames(config)
   setup.group ??= await startGroupReader(t, kafka, { topics: FILES.map((file) => names.data(file)), segmentsTopic: names.segments })
-  return await decidePartitions({ plan: runPlan, planId: runPlan.runId, partitions, reader: setup.group.reader, swap: setup.swap, member, logger: silentLogger, signal })
+  return await decidePartitions({
+    plan: runPlan,
+    planId: runPlan.runId,
+    partitions,
+    reader: setup.group.reader,
+    swap: options.swap ?? setup.swap,
+    member,
+    logger: options.logger ?? silentLogger,
+    signal: options.signal ?? AbortSignal.timeout(DECIDE_TIMEOUT_MS),
+    decideThreads: options.decideThreads ?? config.aggregatorDecideThreads,
+    stateMemoryBytes: options.stateMemoryBytes ?? config.aggregatorStateMemoryBytes
+  })
+}
+
+/** A ValidSetSwap whose first stage call fails once `failWhen` resolves; every other call stages as usual. */
+class FirstStageFails extends ValidSetSwap {
+  readonly error = new Error('staging the first decided partition failed')
+  readonly #failWhen: Promise<void>
+  #calls = 0
+
+  constructor (setup: Setup, failWhen: Promise<void>) {
+    super(setup.pipeline.redis, setup.pipeline.config.redisPrefix, silentLogger)
+    this.#failWhen = failWhen
+  }
+
+  override async stage (planId: string, codes: PackedCodes): Promise<void> {
+    if (++this.#calls === 1) {
+      await this.#failWhen
+      throw this.error
+    }
+    await super.stage(planId, codes)
+  }
 }
 
 async function swap (setup: Setup, runPlan: RunPlan): Promise<SwapOutcome> {
@@ -90,36 +137,70 @@ async function applyBaseline (t: Test, setup: Setup): Promise<{ runId: string, m
   return { runId, manifests }
 }
 
-t.test('decides every partition into the staging set, reading each before staging it, and the swap publishes exactly the answer key', async (t) => {
-  const setup = await prepare(t, 'decide-all')
-  const { pipeline } = setup
-  const key = await generateCoupons({ outDir: pipeline.dir, scale: 0.001, seed: 31 })
-  const runId = newRunId()
-  const manifests: SegmentManifest[] = []
-  for (const file of FILES) manifests.push(await produce(setup, file, runId))
-  const runPlan = plan(setup, runId, manifests, 3n)
-  const events = recordRunPhases(t)
-
-  const stats = await decide(t, setup, runPlan, [0, 1, 2, 3], 'member-a')
-
-  t.same(stats.partitions, [0, 1, 2, 3])
-  t.equal(stats.staged, 4, 'all four partitions of the run are staged')
-  t.equal(stats.validCount, key.valid.length)
-  t.equal(stats.codesRead, manifests.reduce((sum, m) => sum + m.codes, 0), 'every code of every file was read')
-  t.same(await stagingSet(setup, runId), key.valid, 'the staging set is the answer key')
-
-  const staged = events.filter((e) => e.phase === 'staging')
-  t.same(staged.map((e) => e.partition), [0, 1, 2, 3], 'every partition is staged, in order')
-  for (const event of staged) {
-    const at = events.indexOf(event)
-    t.ok(events.slice(0, at).some((e) => e.phase === 'reading' && e.partition === event.partition), `partition ${event.partition} is read before it is staged`)
-  }
-  t.ok(events.every((e) => e.runId === runId), 'every event names the run')
-
-  const outcome = await swap(setup, runPlan)
-  t.same(applied(outcome), { validCount: key.valid.length, deciders: { 'member-a': [0, 1, 2, 3] } })
-  t.same(await liveSet(pipeline), key.valid)
+t.test('holds as many partition states as the memory budget allows, at most one per decide thread plus the one being read, never fewer than two', async (t) => {
+  const fullSize = 313_000_000 // one partition of the full-size run's 313 M codes in 8 partitions, 8 bytes a code
+  t.equal(stateCount(640 * MIB, fullSize, 2), 2, 'the default budget holds two full-size states, not three')
+  t.equal(stateCount(640 * MIB, 30 * MIB, 2), 3, 'small states: one per thread plus the one being read')
+  t.equal(stateCount(640 * MIB, 30 * MIB, 1), 2, 'one thread: one read while one is decided, as with a single decide thread before')
+  t.equal(stateCount(100 * MIB, 30 * MIB, 8), 3, 'the budget bounds them below the threads\' share')
+  t.equal(stateCount(400 * MIB, fullSize, 4), 2, 'never below two when two exceed the budget')
+  t.equal(stateCount(16 * MIB, fullSize, 1), 2, 'nor with one thread')
 })
+
+/** A logger that keeps what it logs at warn and above. */
+function warnings (): { logger: Logger, lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = []
+  return { logger: pino({ level: 'warn' }, { write: (line: string) => { lines.push(JSON.parse(line) as Record<string, unknown>) } }), lines }
+}
+
+const POOLS = [
+  { threads: 1, budget: 1024 * MIB, states: 2, why: 'one read while one is decided' },
+  { threads: 2, budget: 1024 * MIB, states: 3, why: 'one read while two are decided' },
+  { threads: 2, budget: 1, states: 2, why: 'two exceed the budget, which is warned about' }
+]
+
+for (const { threads, budget, states, why } of POOLS) {
+  t.test(`with ${threads} decide thread(s) and ${states} states (${why}), decides every partition into the staging set, reading each before staging it, and the swap publishes exactly the answer key`, async (t) => {
+    const setup = await prepare(t, `decide-all-${threads}-${states}`)
+    const { pipeline } = setup
+    const key = await generateCoupons({ outDir: pipeline.dir, scale: 0.001, seed: 31 })
+    const runId = newRunId()
+    const manifests: SegmentManifest[] = []
+    for (const file of FILES) manifests.push(await produce(setup, file, runId))
+    const runPlan = plan(setup, runId, manifests, 3n)
+    const events = recordRunPhases(t)
+    const { logger, lines } = warnings()
+
+    const stats = await decide(t, setup, runPlan, [0, 1, 2, 3], 'member-a', { decideThreads: threads, stateMemoryBytes: budget, logger })
+
+    t.same(stats.partitions, [0, 1, 2, 3])
+    t.equal(stats.staged, 4, 'all four partitions of the run are staged')
+    t.equal(stats.validCount, key.valid.length)
+    t.equal(stats.codesRead, manifests.reduce((sum, m) => sum + m.codes, 0), 'every code of every file was read')
+    t.same(await stagingSet(setup, runId), key.valid, 'the staging set is the answer key')
+    t.equal(stats.decideThreads, threads, 'the decide threads it used')
+    t.equal(stats.states, states, 'the partition states it held')
+    const capacity = Math.max(...[0, 1, 2, 3].map((p) => expectedCodes(runPlan, p)))
+    t.equal(stats.stateBytes, states * 8 * capacity, 'each state sized for the largest partition')
+    const warned = lines.filter((line) => String(line.msg).includes('AGGREGATOR_STATE_MEMORY_MB'))
+    t.equal(warned.length, budget < 2 * 8 * capacity ? 1 : 0, 'exceeding the budget is warned about once')
+    if (warned.length > 0) t.match(warned[0].msg, /AGGREGATOR_DECIDE_THREADS.*KAFKA_PARTITIONS/, 'naming what to change')
+
+    const staged = events.filter((e) => e.phase === 'staging')
+    const order = staged.map((e) => e.partition)
+    if (threads === 1) t.same(order, [0, 1, 2, 3], 'every partition is staged, in order')
+    else t.same([...order].sort((a, b) => a - b), [0, 1, 2, 3], 'every partition is staged once')
+    for (const event of staged) {
+      const at = events.indexOf(event)
+      t.ok(events.slice(0, at).some((e) => e.phase === 'reading' && e.partition === event.partition), `partition ${event.partition} is read before it is staged`)
+    }
+    t.ok(events.every((e) => e.runId === runId), 'every event names the run')
+
+    const outcome = await swap(setup, runPlan)
+    t.same(applied(outcome), { validCount: key.valid.length, deciders: { 'member-a': [0, 1, 2, 3] } })
+    t.same(await liveSet(pipeline), key.valid)
+  })
+}
 
 t.test('decides only the partitions it is given, records each staged with its count and member, and returns how many of the run are staged', async (t) => {
   const setup = await prepare(t, 'decide-share')
@@ -191,9 +272,37 @@ t.test('an abort stops the decision with its reason: the partitions after it are
   const reason = new Error('the group rebalanced')
   onRunPhase(t, (event) => { if (event.phase === 'staging' && event.partition === 0) controller.abort(reason) })
 
-  const failure: unknown = await decide(t, setup, runPlan, [0, 1, 2, 3], 'member-a', controller.signal).then(() => null, (err: unknown) => err)
+  // One decide thread stages the partitions in order, so that none after partition 0 can have been
+  // staged before it (two threads may finish partition 1 first).
+  const failure: unknown = await decide(t, setup, runPlan, [0, 1, 2, 3], 'member-a', { signal: controller.signal, decideThreads: 1 }).then(() => null, (err: unknown) => err)
   t.equal(failure, reason, 'rejected with the signal\'s reason itself')
   t.same([...(await setup.swap.stagedPartitions(runId)).keys()], [0], 'partition 0, staged before the abort, stays; no later one is staged')
+})
+
+t.test('a staging failure while another partition is decided and staged is the error thrown, after that partition settles, and no later partition is staged', async (t) => {
+  const setup = await prepare(t, 'decide-fails')
+  const { pipeline } = setup
+  await generateCoupons({ outDir: pipeline.dir, scale: 0.001, seed: 34 })
+  const runId = newRunId()
+  const manifests: SegmentManifest[] = []
+  for (const file of FILES) manifests.push(await produce(setup, file, runId))
+  const runPlan = plan(setup, runId, manifests, 3n)
+  // The first partition to stage fails once partition 2 is being read: by then partitions 0 and 1
+  // have both gone to the two decide threads (three states: 2 is read while they are decided).
+  let readingTwo = (): void => {}
+  const failWhen = new Promise<void>((resolve) => { readingTwo = resolve })
+  onRunPhase(t, (event) => { if (event.phase === 'reading' && event.partition === 2) readingTwo() })
+  const failing = new FirstStageFails(setup, failWhen)
+  const events = recordRunPhases(t)
+
+  const failure: unknown = await decide(t, setup, runPlan, [0, 1, 2, 3], 'member-a', { decideThreads: 2, stateMemoryBytes: 1024 * MIB, swap: failing })
+    .then(() => null, (err: unknown) => err)
+  t.equal(failure, failing.error, 'rejected with the staging failure itself, not a later abort nor a timeout')
+  const staged = [...(await setup.swap.stagedPartitions(runId)).keys()]
+  t.equal(staged.length, 1, 'of partitions 0 and 1, the one whose staging did not fail finished and stands')
+  t.ok(staged[0] === 0 || staged[0] === 1, `partition ${staged[0]} is 0 or 1`)
+  t.same(events.filter((e) => e.phase === 'staging').map((e) => e.partition), staged, 'and it alone was staged: partition 2 was not decided')
+  t.notOk(events.some((e) => e.phase === 'reading' && e.partition === 3), 'partition 3 was not read')
 })
 
 t.test('a run decided after a fresher set was applied is superseded at the swap, and its staging work dropped', async (t) => {

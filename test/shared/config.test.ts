@@ -12,6 +12,8 @@ t.test('defaults give a working local configuration', async (t) => {
   t.equal(config.ingestCron, '0 3 * * *')
   t.equal(config.adminToken, undefined)
   t.equal(config.kafkaReplicationFactor, -1, 'the broker\'s default replication factor')
+  t.equal(config.aggregatorDecideThreads, 2, 'one decide thread per core of a two-core host')
+  t.equal(config.aggregatorStateMemoryBytes, 640 * 1024 * 1024, 'AGGREGATOR_STATE_MEMORY_MB in bytes')
 })
 
 t.test('values are coerced from strings and lists are split', async (t) => {
@@ -55,7 +57,9 @@ t.test('bad values fail with the variable name', async (t) => {
     [{ COUPON_FILES: 'a.gz,a.gz' }, /COUPON_FILES/],
     [{ MIN_FILES: '4' }, /MIN_FILES/],
     [{ ADMIN_TOKEN: 'short' }, /ADMIN_TOKEN/],
-    [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/]
+    [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
+    [{ AGGREGATOR_DECIDE_THREADS: '0' }, /AGGREGATOR_DECIDE_THREADS/],
+    [{ AGGREGATOR_STATE_MEMORY_MB: '8' }, /AGGREGATOR_STATE_MEMORY_MB/]
   ]
   for (const [env, name] of cases) {
     t.throws(() => loadConfig(env), { code: 'CONFIG_INVALID' satisfies ErrorCode, message: name }, JSON.stringify(env))
