@@ -18,8 +18,12 @@ export interface RoleProcess {
   kill: () => Promise<number | string>
 }
 
-export function startRole (role: string, args: string[], env: NodeJS.ProcessEnv, stdio: StdioOptions = 'inherit'): RoleProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, role, ...args], { env, stdio })
+/**
+ * `cli`: a compiled entry point to run instead of the TypeScript sources through tsx, such as
+ * `dist/cli.js` from `npm run build` (what the Docker image runs).
+ */
+export function startRole (role: string, args: string[], env: NodeJS.ProcessEnv, stdio: StdioOptions = 'inherit', cli?: string): RoleProcess {
+  const child = spawn(process.execPath, cli === undefined ? ['--import', 'tsx', CLI, role, ...args] : [cli, role, ...args], { env, stdio })
   const exited = once(child, 'exit').then(([code, signal]) => (code ?? signal) as number | string)
   let stopping: Promise<number | string> | undefined
   return {
