@@ -130,6 +130,7 @@ try {
   ]
   await waitFor('the api', async () => ((await fetch(`${base}/health`)).ok ? true : undefined), 60_000)
   const loadStarted = Date.now()
+  const cpuAtLoad = await cpuOf(cpuTracked)
   if (rate > 0) {
     // A third each: valid codes (200), codes of the seeded set that the swap retires, fresh codes (404).
     const paths = Array.from({ length: 3000 }, (_, i) => `/coupons/${[key.valid[i % key.valid.length], seeded[i], randomCode()][i % 3]}`)
@@ -137,6 +138,7 @@ try {
     await sleep(Number(values.before) * 1000)
   }
   const cpuAtRequest = await cpuOf(cpuTracked)
+  const loadMs = Date.now() - loadStarted
   const requested = Date.now()
   const response = await fetch(`${base}/admin/ingest`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: '{}' })
   if (response.status !== 202) throw new Error(`POST /admin/ingest answered ${response.status}: ${await response.text()}`)
@@ -204,6 +206,7 @@ try {
     `throughput request → swap: ${(totalCodes / (swapped / 1000) / 1e6).toFixed(2)}M codes/s, ${(totalGz / 2 ** 20 / (swapped / 1000)).toFixed(1)} MiB/s gzipped (floor: ${(totalCodes / (floorMs / 1000) / 1e6).toFixed(2)}M codes/s); pipeline/floor = ${(swapped / floorMs).toFixed(1)}×`,
     `swap itself: ${result.swapMs} ms; valid codes published: ${result.validCount}; answer-key mismatches: ${wrong}`,
     `peak RSS: aggregator ${peakMb[0].toFixed(0)} MiB, api + worker sandboxes ${peakMb[1].toFixed(0)} MiB (largest sandbox ${peaks[1].peakChildMb().toFixed(0)} MiB), floor scanners ${floor.map((f) => f.peakRssMb.toFixed(0)).join(' / ')} MiB`,
+    ...(rate > 0 ? [`CPU seconds per second before the run, the steady load alone (${s(loadMs)} s): ${[...cpuTracked.map((t) => t.label), 'bench + steady load'].map((label, i) => `${label} ${((cpuAtRequest[i] - cpuAtLoad[i]) / (loadMs / 1000)).toFixed(2)}`).join(', ')}`] : []),
     `CPU seconds request → swap (${s(swapped)} s wall × ${cpus().length} cores = ${s(swapped * cpus().length)} s): ${[...cpuTracked.map((t) => t.label), 'bench + steady load'].map((label, i) => `${label} ${(cpuAtSwap[i] - cpuAtRequest[i]).toFixed(1)}`).join(', ')}; sum ${cpuAtSwap.reduce((sum, cpu, i) => sum + cpu - cpuAtRequest[i], 0).toFixed(1)}`,
     `Kafka disk for this run's topics after the swap: ${Number.isNaN(kafkaBytes) ? 'n/a (broker data not under .data/kafka)' : `${mb(kafkaBytes)} MiB`}`,
     ...(latency.length === 0
