@@ -50,7 +50,9 @@ try {
   // it also warms the page cache for the produce pass.
   const floor: Figures = await scanFloorInChild(path)
   const started = performance.now()
+  const cpuBefore = process.cpuUsage()
   const manifest = await produceFile({ config, kafka, logger, file, runId: newRunId(), recordFormat: format })
+  const cpu = process.cpuUsage(cpuBefore)
   const produced: Figures = {
     seconds: (performance.now() - started) / 1000,
     compressed: manifest.fileBytes,
@@ -62,6 +64,8 @@ try {
   console.log(`\n${file} at scale ${scale}, ${format} records: ${(produced.compressed / 2 ** 20).toFixed(1)} MB gz, ` +
     `${(floor.uncompressed / 2 ** 20).toFixed(1)} MB raw, ${produced.codes.toLocaleString('en')} codes, ${config.kafkaPartitions} partitions`)
   print('produce to Kafka', produced)
+  // Every thread of this process (zlib's included), which wall time on a busy machine hides.
+  console.log(`produce CPU: ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s (user ${(cpu.user / 1e6).toFixed(2)}, system ${(cpu.system / 1e6).toFixed(2)})`)
   print('floor (gunzip + scan)', floor)
   console.log(`Kafka costs ${(produced.seconds / floor.seconds).toFixed(2)}x the floor`)
 } finally {

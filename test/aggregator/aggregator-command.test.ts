@@ -29,7 +29,10 @@ for (const point of PAUSE_POINTS) {
     const { dropped, added, expected, kept } = await changeSecondFile(pipeline, key, FILES)
 
     const poller = pollMembership(t, pipeline, [dropped, added, kept])
-    const paused = spawnAggregator(t, pipeline, { pauseAt: point })
+    // One decide thread: partitions are then staged one after the other, so freezing at the first
+    // staging event leaves exactly partition 0 staged (with two, partition 1 may be staging too).
+    // The restarted aggregator below decides with the default threads.
+    const paused = spawnAggregator(t, { ...pipeline, env: { ...pipeline.env, AGGREGATOR_DECIDE_THREADS: '1' } }, { pauseAt: point })
     await paused.waitForLog('aggregator started')
     const run2 = await ingestRun(pipeline, [FILES[1]])
     const pausedAt = await paused.waitForLog('aggregator paused')

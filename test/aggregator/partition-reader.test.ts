@@ -324,8 +324,12 @@ t.test('a topic whose range is read is paused at once while another topic\'s ran
     segmentRead(setup, FILES[1], 'B', { firstOffset: longOffsets[0], lastOffset: longOffsets[2], records: 3, codes: long.flat().length })
   ])
   t.same(counts, [{ file: FILES[0], records: 1, codes: short.length }, { file: FILES[1], records: 3, codes: long.flat().length }])
-  t.same(seen.filter((e) => e.file === FILES[0]), [{ file: FILES[0], shortPaused: true, longPaused: false }],
-    `when its one batch is read, ${FILES[0]} is paused and ${FILES[1]} is still being fetched`)
+  t.equal(seen.filter((e) => e.file === FILES[0]).length, 1, `${FILES[0]}'s range came in one batch`)
   t.equal(seen.filter((e) => e.file === FILES[1]).length, 3, `${FILES[1]}'s range came in three batches`)
+  // Usually the one-batch range is done first; on a loaded machine a fetch may bring the other
+  // topic's batches first. Either way, the range done first is paused while the other is fetched.
+  const firstDone = seen.find((e) => e.shortPaused || e.longPaused)
+  t.ok(firstDone !== undefined && firstDone.shortPaused !== firstDone.longPaused,
+    `when the first range is read, its topic is paused and the other is still being fetched: ${JSON.stringify(seen)}`)
   t.ok(isPaused(setup.consumer, shortTopic, PARTITION) && isPaused(setup.consumer, longTopic, PARTITION), 'both are paused after the read')
 })

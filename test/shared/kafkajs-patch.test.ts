@@ -1,6 +1,6 @@
 // What patches/kafkajs+2.2.4.patch changes in how KafkaJS encodes a produce request (issue 15):
 // the CRC32C of a record batch computed natively, and large record values appended to the request
-// by reference instead of copied level by level. Both must leave the bytes on the wire exactly as
+// by reference instead of copied level by level, then written to the socket as they are. Both must leave the bytes on the wire exactly as
 // Kafka expects them: here a produce request is decoded back with KafkaJS's own decoders and its
 // batch CRCs recomputed with KafkaJS's JavaScript CRC32C. (Every integration test that produces to
 // the real broker checks it too: a wrong CRC is refused with CORRUPT_MESSAGE.)
@@ -11,7 +11,7 @@ import t from 'tap'
 const require = createRequire(import.meta.url)
 const crc32C = require('kafkajs/src/protocol/recordBatch/crc32C') as (buffer: Buffer) => number
 const jsCrc32C = require('kafkajs/src/protocol/recordBatch/crc32C/crc32C') as (buffer: Buffer) => number
-const createRequest = require('kafkajs/src/protocol/request') as (options: unknown) => Promise<{ size: () => number, buffer: Buffer }>
+const createRequest = require('kafkajs/src/protocol/request') as (options: unknown) => Promise<{ size: () => number, buffer: Buffer, buffers: () => Buffer[] }>
 const produceRequest = require('kafkajs/src/protocol/requests/produce/v3/request') as (options: unknown) => unknown
 const Decoder = require('kafkajs/src/protocol/decoder') as new (buffer: Buffer) => KafkaDecoder
 const decodeRecordBatch = require('kafkajs/src/protocol/recordBatch/v0/decoder') as (decoder: KafkaDecoder) => Promise<{ records: Array<{ value: Buffer | null, headers: Record<string, Buffer> }> }>
@@ -53,8 +53,12 @@ t.test('a produce request of large and small values decodes back byte for byte, 
     }]
   })
   const encoded = await createRequest({ correlationId: 7, clientId: 'test', request })
-  const bytes = encoded.buffer
+  // What the connection writes: the request's buffers, in order, the large values among them as they are.
+  const buffers = encoded.buffers()
+  t.ok(values.every((value) => value.length < 4096 || buffers.some((buffer) => buffer.buffer === value.buffer && buffer.byteOffset === value.byteOffset)), 'every value of 4 KiB or more is written from its own memory, not a copy')
+  const bytes = Buffer.concat(buffers)
   t.equal(encoded.size(), bytes.length)
+  t.same(encoded.buffer, bytes, 'joined, they are the request')
 
   const decoder = new Decoder(bytes)
   t.equal(decoder.readInt32(), bytes.length - 4, 'the size prefix')
