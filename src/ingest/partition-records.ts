@@ -11,6 +11,8 @@ import { PACKED_CODE_BYTES, type RecordFormat } from '../shared/segments.js'
 /** Largest record value: far below Kafka's 1 MB default, large enough to amortise per-record cost. */
 export const RECORD_BYTES = 64 * 1024
 const LF = 0x0a
+/** Whether this platform's uint32s are little-endian, the byte order of a `words` record. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1
 
 export interface PackedRecord {
   partition: number
@@ -23,7 +25,10 @@ export class PartitionRecords {
   readonly #recordBytes: number
   readonly format: RecordFormat
   readonly #buffers: Buffer[]
+  /** the same memory as #buffers, as uint32s (a record buffer is its own 8-aligned allocation) */
+  readonly #uint32s: Uint32Array[]
   readonly #fill: Int32Array
+  /** codes in each pending `lines` record (a record of 8-byte codes holds fill / 8) */
   readonly #pendingCodes: Int32Array
   /** full records not yet taken, and their total bytes */
   #full: PackedRecord[] = []
@@ -37,15 +42,29 @@ export class PartitionRecords {
     this.#recordBytes = recordBytes
     this.format = format
     this.#fullBytesOf = new Float64Array(partitions)
-    this.onCode = { words: this.#onWordCode, packed: this.#onPackedCode, lines: this.#onLineCode }[format]
-    this.#buffers = Array.from({ length: partitions }, () => Buffer.allocUnsafe(recordBytes))
+    this.onCode = { words: LITTLE_ENDIAN ? this.#onWordCode : this.#onWordCodeBigEndian, packed: this.#onPackedCode, lines: this.#onLineCode }[format]
+    this.#buffers = Array.from({ length: partitions }, () => Buffer.alloc(0))
+    this.#uint32s = Array.from({ length: partitions }, () => new Uint32Array(0))
+    for (let p = 0; p < partitions; p++) this.#newRecord(p)
     this.#fill = new Int32Array(partitions)
     this.#pendingCodes = new Int32Array(partitions)
   }
 
   readonly onCode: OnCode
 
+  /** The word as two native uint32 stores, low half first: a little-endian uint64. */
   readonly #onWordCode: OnCode = (bytes, start, end) => {
+    const hi = packHi(bytes, start, end)
+    const lo = packLo(bytes, start, end)
+    const partition = partitionOf(hi, lo, this.#partitions)
+    const at = this.#reserve(partition, PACKED_CODE_BYTES)
+    const uint32s = this.#uint32s[partition]
+    uint32s[at >>> 2] = wordLow(lo)
+    uint32s[(at >>> 2) + 1] = wordHigh(hi, lo)
+    this.#fill[partition] = at + PACKED_CODE_BYTES
+  }
+
+  readonly #onWordCodeBigEndian: OnCode = (bytes, start, end) => {
     const hi = packHi(bytes, start, end)
     const lo = packLo(bytes, start, end)
     this.#putCode(partitionOf(hi, lo, this.#partitions), wordLow(lo), wordHigh(hi, lo), true)
@@ -68,7 +87,6 @@ export class PartitionRecords {
       buffer[at + 4 + byte] = second >>> (shift + step * byte)
     }
     this.#fill[partition] = at + PACKED_CODE_BYTES
-    this.#pendingCodes[partition]++
   }
 
   readonly #onLineCode: OnCode = (bytes, start, end) => {
@@ -115,13 +133,21 @@ export class PartitionRecords {
     return 0
   }
 
+  #newRecord (partition: number): void {
+    // Rounded up to whole uint32s for the view; a record never uses more than recordBytes.
+    const buffer = Buffer.allocUnsafeSlow(Math.ceil(this.#recordBytes / 4) * 4)
+    this.#buffers[partition] = buffer
+    this.#uint32s[partition] = new Uint32Array(buffer.buffer, buffer.byteOffset, buffer.length / 4)
+  }
+
   #close (partition: number): void {
     const length = this.#fill[partition]
-    this.#full.push({ partition, value: this.#buffers[partition].subarray(0, length), codes: this.#pendingCodes[partition] })
+    const codes = this.format === 'lines' ? this.#pendingCodes[partition] : length / PACKED_CODE_BYTES
+    this.#full.push({ partition, value: this.#buffers[partition].subarray(0, length), codes })
     this.#fullBytes += length
     this.#fullBytesOf[partition] += length
     this.#fullBytesMax = Math.max(this.#fullBytesMax, this.#fullBytesOf[partition])
-    this.#buffers[partition] = Buffer.allocUnsafe(this.#recordBytes)
+    this.#newRecord(partition)
     this.#fill[partition] = 0
     this.#pendingCodes[partition] = 0
   }
