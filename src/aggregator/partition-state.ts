@@ -118,14 +118,11 @@ export class PartitionState {
 }
 
 /**
- * The codes among the first `words` words of `buffer` seen in at least `minFiles` distinct files,
- * sorted; sorts the words in place (and, when minFiles >= 2, keeps only some of them: see
- * keepRepeated). PartitionState.decide, and a Decider's worker thread on a shared
+ * The codes among the first `n` words of `buffer` seen in at least `minFiles` distinct files,
+ * sorted; sorts the words in place. PartitionState.decide, and a Decider's worker thread on a shared
  * state.
  */
-export function decideWords (buffer: ArrayBufferLike, words: number, minFiles: number): PackedCodes {
-  // With two files or more required, a code that occurs once is out: only the rest is sorted.
-  const n = minFiles >= 2 ? keepRepeated(buffer, words) : words
+export function decideWords (buffer: ArrayBufferLike, n: number, minFiles: number): PackedCodes {
   new BigUint64Array(buffer, 0, n).sort()
   const halves = new Uint32Array(buffer, 0, 2 * n)
   let out = new Uint32Array(256)
@@ -153,44 +150,4 @@ export function decideWords (buffer: ArrayBufferLike, words: number, minFiles: n
     i = j
   }
   return { pairs: out, count }
-}
-
-/**
- * Moves to the front of the first `n` words those whose code may occur more than once among them,
- * in their order (the others after them), and returns how many: the others, most of a partition (a code is usually in one
- * file only), need no sort. Two bitmaps over a hash of the code (file bits left out): `seen` is set
- * at a code's first occurrence, `repeated` at any later one, then every word whose `repeated` bit is
- * set is kept. So every occurrence of a repeated code is kept, and the few codes that occur once
- * but share a hash bit with another code are kept too (about a quarter: the bitmaps have two to
- * four bits per word), which sorting and counting then decide exactly like the rest. Two passes
- * of hashing and a quarter of the sort cost about 30 % less than sorting every word (issue 15).
- */
-function keepRepeated (buffer: ArrayBufferLike, n: number): number {
-  const halves = new Uint32Array(buffer, 0, 2 * n)
-  const bits = Math.min(27, Math.max(10, Math.ceil(Math.log2(Math.max(n, 1))) + 1))
-  const shift = 32 - bits
-  const seen = new Int32Array(1 << (bits - 5))
-  const repeated = new Int32Array(1 << (bits - 5))
-  const hashOf = (at: number): number =>
-    Math.imul(halves[at + HIGH] ^ Math.imul(halves[at + LOW] >>> WORD_FILE_BITS, 0x9e3779b1), 0x85ebca6b) >>> shift
-  for (let at = 0; at < 2 * n; at += 2) {
-    const hash = hashOf(at)
-    const bit = 1 << (hash & 31)
-    if ((seen[hash >>> 5] & bit) !== 0) repeated[hash >>> 5] |= bit
-    else seen[hash >>> 5] |= bit
-  }
-  // Swapped to the front, not copied over it: the state keeps every word, so it can decide again.
-  let kept = 0
-  for (let at = 0; at < 2 * n; at += 2) {
-    const hash = hashOf(at)
-    if ((repeated[hash >>> 5] & (1 << (hash & 31))) === 0) continue
-    const to = 2 * kept++
-    const low = halves[to]
-    const high = halves[to + 1]
-    halves[to] = halves[at]
-    halves[to + 1] = halves[at + 1]
-    halves[at] = low
-    halves[at + 1] = high
-  }
-  return kept
 }
