@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { pino } from 'pino'
 import t, { type Test } from 'tap'
-import { generateCoupons } from '../../src/gen/generate-coupons.js'
+import { generateCoupons, type AnswerKey } from '../../src/gen/generate-coupons.js'
 import { produceFile } from '../../src/ingest/produce-file.js'
 import { packCode, partitionOf } from '../../src/shared/code-packing.js'
 import { topicNames } from '../../src/shared/kafka.js'
@@ -61,6 +61,15 @@ interface DecideOptions {
   /** default: the setup's */
   swap?: ValidSetSwap
   logger?: Logger
+}
+
+/** Generates the files (scale 0.001, `seed`), produces each for a new run, and plans it. */
+async function producedRun (setup: Setup, seed: number): Promise<{ key: AnswerKey, runId: string, manifests: SegmentManifest[], runPlan: RunPlan }> {
+  const key = await generateCoupons({ outDir: setup.pipeline.dir, scale: 0.001, seed })
+  const runId = newRunId()
+  const manifests: SegmentManifest[] = []
+  for (const file of FILES) manifests.push(await produce(setup, file, runId))
+  return { key, runId, manifests, runPlan: plan(setup, runId, manifests, 3n) }
 }
 
 /** Decides `partitions` of the plan as aggregator instance `member`; the group reader joins on first use (the data topics exist by then). */
@@ -163,11 +172,7 @@ for (const { threads, budget, states, why } of POOLS) {
   t.test(`with ${threads} decide thread(s) and ${states} states (${why}), decides every partition into the staging set, reading each before staging it, and the swap publishes exactly the answer key`, async (t) => {
     const setup = await prepare(t, `decide-all-${threads}-${states}`)
     const { pipeline } = setup
-    const key = await generateCoupons({ outDir: pipeline.dir, scale: 0.001, seed: 31 })
-    const runId = newRunId()
-    const manifests: SegmentManifest[] = []
-    for (const file of FILES) manifests.push(await produce(setup, file, runId))
-    const runPlan = plan(setup, runId, manifests, 3n)
+    const { key, runId, manifests, runPlan } = await producedRun(setup, 31)
     const events = recordRunPhases(t)
     const { logger, lines } = warnings()
 
@@ -205,11 +210,7 @@ for (const { threads, budget, states, why } of POOLS) {
 t.test('decides only the partitions it is given, records each staged with its count and member, and returns how many of the run are staged', async (t) => {
   const setup = await prepare(t, 'decide-share')
   const { pipeline } = setup
-  const key = await generateCoupons({ outDir: pipeline.dir, scale: 0.001, seed: 32 })
-  const runId = newRunId()
-  const manifests: SegmentManifest[] = []
-  for (const file of FILES) manifests.push(await produce(setup, file, runId))
-  const runPlan = plan(setup, runId, manifests, 3n)
+  const { key, runId, manifests, runPlan } = await producedRun(setup, 32)
   const validIn = (partitions: number[]): string[] => key.valid.filter((code) => partitions.includes(partitionOfCode(setup, code)))
   const codesIn = (partitions: number[]): number => manifests.reduce((sum, m) => sum + partitions.reduce((n, p) => n + m.partitions[p].codes, 0), 0)
 
@@ -262,12 +263,7 @@ t.test('a count mismatch fails with AGGREGATOR_COUNT_MISMATCH, records nothing f
 
 t.test('an abort stops the decision with its reason: the partitions after it are not staged', async (t) => {
   const setup = await prepare(t, 'decide-abort')
-  const { pipeline } = setup
-  await generateCoupons({ outDir: pipeline.dir, scale: 0.001, seed: 33 })
-  const runId = newRunId()
-  const manifests: SegmentManifest[] = []
-  for (const file of FILES) manifests.push(await produce(setup, file, runId))
-  const runPlan = plan(setup, runId, manifests, 3n)
+  const { runId, runPlan } = await producedRun(setup, 33)
   const controller = new AbortController()
   const reason = new Error('the group rebalanced')
   onRunPhase(t, (event) => { if (event.phase === 'staging' && event.partition === 0) controller.abort(reason) })
@@ -281,12 +277,7 @@ t.test('an abort stops the decision with its reason: the partitions after it are
 
 t.test('a staging failure while another partition is decided and staged is the error thrown, after that partition settles, and no later partition is staged', async (t) => {
   const setup = await prepare(t, 'decide-fails')
-  const { pipeline } = setup
-  await generateCoupons({ outDir: pipeline.dir, scale: 0.001, seed: 34 })
-  const runId = newRunId()
-  const manifests: SegmentManifest[] = []
-  for (const file of FILES) manifests.push(await produce(setup, file, runId))
-  const runPlan = plan(setup, runId, manifests, 3n)
+  const { runId, runPlan } = await producedRun(setup, 34)
   // The first partition to stage fails once partition 2 is being read: by then partitions 0 and 1
   // have both gone to the two decide threads (three states: 2 is read while they are decided).
   let readingTwo = (): void => {}
