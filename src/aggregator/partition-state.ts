@@ -7,7 +7,7 @@
 // file index (4 bits). Sorting the words orders them by code, then by file, so the entries of one
 // code are adjacent. The words are written and read through an aliasing Uint32Array: numbers,
 // never BigInts, per code.
-import { WORD_FILE_BITS, hiOfWord, loOfWord, wordHigh, wordLow } from '../shared/code-packing.js'
+import { LITTLE_ENDIAN, WORD_FILE_BITS, hiOfWord, loOfWord, wordHigh, wordLow } from '../shared/code-packing.js'
 
 /** File indexes fit in the word's 4 file bits, and the files-seen bitmask in 16. */
 export const MAX_FILES = 1 << WORD_FILE_BITS
@@ -15,7 +15,6 @@ export const MAX_FILES = 1 << WORD_FILE_BITS
 const FILE_MASK = MAX_FILES - 1
 
 // Which Uint32 of each 64-bit word holds its low half depends on the platform's byte order.
-const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1
 const LOW = LITTLE_ENDIAN ? 0 : 1
 const HIGH = LITTLE_ENDIAN ? 1 : 0
 

@@ -4,15 +4,13 @@
 // copies as they are; `packed`, the two halves the partition hash needs anyway, 8 bytes a code; or
 // `lines`, the code's bytes copied from the decompressed chunk and joined by LF. Nothing is
 // allocated per code.
-import { packHi, packLo, partitionOf, wordHigh, wordLow } from '../shared/code-packing.js'
+import { LITTLE_ENDIAN, packHi, packLo, partitionOf, wordHigh, wordLow } from '../shared/code-packing.js'
 import type { OnCode } from '../shared/code-rule.js'
 import { PACKED_CODE_BYTES, type RecordFormat } from '../shared/segments.js'
 
 /** Largest record value: far below Kafka's 1 MB default, large enough to amortise per-record cost. */
 export const RECORD_BYTES = 64 * 1024
 const LF = 0x0a
-/** Whether this platform's uint32s are little-endian, the byte order of a `words` record. */
-const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1
 
 export interface PackedRecord {
   partition: number
@@ -42,7 +40,7 @@ export class PartitionRecords {
     this.#recordBytes = recordBytes
     this.format = format
     this.#fullBytesOf = new Float64Array(partitions)
-    this.onCode = { words: LITTLE_ENDIAN ? this.#onWordCode : this.#onWordCodeBigEndian, packed: this.#onPackedCode, lines: this.#onLineCode }[format]
+    this.onCode = { words: this.#onWordCode, packed: this.#onPackedCode, lines: this.#onLineCode }[format]
     this.#buffers = Array.from({ length: partitions }, () => Buffer.alloc(0))
     this.#uint32s = Array.from({ length: partitions }, () => new Uint32Array(0))
     for (let p = 0; p < partitions; p++) this.#newRecord(p)
@@ -52,7 +50,10 @@ export class PartitionRecords {
 
   readonly onCode: OnCode
 
-  /** The word as two native uint32 stores, low half first: a little-endian uint64. */
+  /**
+   * The word as two native uint32 stores, low half first: a little-endian uint64 (on a big-endian
+   * platform, once #close has swapped each uint32's bytes).
+   */
   readonly #onWordCode: OnCode = (bytes, start, end) => {
     const hi = packHi(bytes, start, end)
     const lo = packLo(bytes, start, end)
@@ -64,28 +65,14 @@ export class PartitionRecords {
     this.#fill[partition] = at + PACKED_CODE_BYTES
   }
 
-  readonly #onWordCodeBigEndian: OnCode = (bytes, start, end) => {
-    const hi = packHi(bytes, start, end)
-    const lo = packLo(bytes, start, end)
-    this.#putCode(partitionOf(hi, lo, this.#partitions), wordLow(lo), wordHigh(hi, lo), true)
-  }
-
+  /** `hi` then `lo` as big-endian uint32s. */
   readonly #onPackedCode: OnCode = (bytes, start, end) => {
     const hi = packHi(bytes, start, end)
     const lo = packLo(bytes, start, end)
-    this.#putCode(partitionOf(hi, lo, this.#partitions), hi, lo, false)
-  }
-
-  /** Appends one 8-byte code, two uint32s, little-endian (`words`: one uint64) or big-endian (`packed`). */
-  #putCode (partition: number, first: number, second: number, littleEndian: boolean): void {
+    const partition = partitionOf(hi, lo, this.#partitions)
     const at = this.#reserve(partition, PACKED_CODE_BYTES)
-    const buffer = this.#buffers[partition]
-    const shift = littleEndian ? 0 : 24
-    const step = littleEndian ? 8 : -8
-    for (let byte = 0; byte < 4; byte++) {
-      buffer[at + byte] = first >>> (shift + step * byte)
-      buffer[at + 4 + byte] = second >>> (shift + step * byte)
-    }
+    this.#buffers[partition].writeUInt32BE(hi, at)
+    this.#buffers[partition].writeUInt32BE(lo, at + 4)
     this.#fill[partition] = at + PACKED_CODE_BYTES
   }
 
@@ -143,7 +130,9 @@ export class PartitionRecords {
   #close (partition: number): void {
     const length = this.#fill[partition]
     const codes = this.format === 'lines' ? this.#pendingCodes[partition] : length / PACKED_CODE_BYTES
-    this.#full.push({ partition, value: this.#buffers[partition].subarray(0, length), codes })
+    const value = this.#buffers[partition].subarray(0, length)
+    if (this.format === 'words' && !LITTLE_ENDIAN) value.swap32()
+    this.#full.push({ partition, value, codes })
     this.#fullBytes += length
     this.#fullBytesOf[partition] += length
     this.#fullBytesMax = Math.max(this.#fullBytesMax, this.#fullBytesOf[partition])

@@ -95,6 +95,8 @@ export function partitionOf (hi: number, lo: number, partitions: number): number
  * a record into its state as a block. Each half of the word fits a uint32, so no BigInt per code.
  */
 export const WORD_FILE_BITS = 4
+/** Whether this platform's uint32s are little-endian: a sort word's halves are stored as uint32s. */
+export const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1
 /** bits of lo in the word's low uint32, above the file bits */
 const LO_LOW_BITS = 32 - WORD_FILE_BITS
 const LO_LOW_MASK = (1 << LO_LOW_BITS) - 1
