@@ -59,7 +59,11 @@ t.test('a run that fails is counted by the instance that recorded it', async (t)
   // One file of three, never ingested before: the plan cannot be made (AGGREGATOR_FILES_MISSING).
   const { runId } = await ingestRun(pipeline, [pipeline.config.couponFiles[0]])
   t.equal((await runResult(pipeline, runId))[RUN_RESULT.state], 'failed')
-  const text = await registry.metrics()
+  // The instance counts the run once it has written the result, which the test may read first.
+  const text = await waitFor('the failed run to be counted', async () => {
+    const text = await registry.metrics()
+    return sampleValue(text, 'coupons_aggregation_runs_total', { outcome: 'failed' }) === undefined ? null : text
+  }, 30_000)
   t.equal(sampleValue(text, 'coupons_aggregation_runs_total', { outcome: 'failed' }), 1)
   t.equal(sampleValue(text, 'coupons_aggregation_runs_total', { outcome: 'applied' }), undefined, 'and nothing applied')
 })
