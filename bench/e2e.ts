@@ -105,10 +105,14 @@ const redis = new Redis(config.redisUrl)
 let load: SteadyLoad | null = null
 let cpuTracked: Array<{ label: string, pid: number }> = []
 /** CPU seconds of each tracked process tree, and of this process (the steady load) last. */
-async function cpuOf (tracked: Array<{ label: string, pid: number }>): Promise<number[]> {
-  const each = await Promise.all(tracked.map(async ({ pid }) => Number.isInteger(pid) ? await treeCpuSeconds(pid) : NaN))
+async function cpuNow (): Promise<number[]> {
+  const each = await Promise.all(cpuTracked.map(async ({ pid }) => Number.isInteger(pid) ? await treeCpuSeconds(pid) : NaN))
   const own = process.cpuUsage()
   return [...each, (own.user + own.system) / 1e6]
+}
+/** "label seconds, …" of the CPU each tracked tree and this process spent between two cpuNow(), per `perSeconds`. */
+function cpuSpent (from: number[], to: number[], perSeconds = 1, digits = 1): string {
+  return [...cpuTracked.map((t) => t.label), 'bench + steady load'].map((label, i) => `${label} ${((to[i] - from[i]) / perSeconds).toFixed(digits)}`).join(', ')
 }
 
 try {
@@ -130,14 +134,14 @@ try {
   ]
   await waitFor('the api', async () => ((await fetch(`${base}/health`)).ok ? true : undefined), 60_000)
   const loadStarted = Date.now()
-  const cpuAtLoad = await cpuOf(cpuTracked)
+  const cpuAtLoad = await cpuNow()
   if (rate > 0) {
     // A third each: valid codes (200), codes of the seeded set that the swap retires, fresh codes (404).
     const paths = Array.from({ length: 3000 }, (_, i) => `/coupons/${[key.valid[i % key.valid.length], seeded[i], randomCode()][i % 3]}`)
     load = new SteadyLoad(base, paths, rate, Number(values.connections))
     await sleep(Number(values.before) * 1000)
   }
-  const cpuAtRequest = await cpuOf(cpuTracked)
+  const cpuAtRequest = await cpuNow()
   const loadMs = Date.now() - loadStarted
   const requested = Date.now()
   const response = await fetch(`${base}/admin/ingest`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: '{}' })
@@ -161,12 +165,12 @@ try {
   }, 6 * 3600_000, 250)
   if (outcome.failed !== null) throw new Error(`the ingest of ${outcome.failed} failed (see .data/${name}-api.log)`)
   const result = outcome.result
-  // The swap's own time (the result's appliedAt), not when this poll saw it.
-  const swapped = (result.appliedAt === null ? Date.now() : Date.parse(result.appliedAt)) - requested
-  const cpuAtSwap = await cpuOf(cpuTracked)
-  if (result.state !== 'applied') throw new Error(`the run ended as ${result.state}: ${result.error}`)
+  const cpuAtSwap = await cpuNow()
+  if (result.state !== 'applied' || result.appliedAt === null) throw new Error(`the run ended as ${result.state}: ${result.error}`)
+  // The swap's own time (the result's appliedAt, also the meta's lastSwapAt), not when this poll saw it.
+  const swapAt = Date.parse(result.appliedAt)
+  const swapped = swapAt - requested
   const peakMb = peaks.map((peak) => peak.stop())
-  const swapAt = Date.parse(await redis.hget(keys.meta, META.lastSwapAt) ?? '')
   let latency: WindowFigures[] = []
   if (load !== null) {
     await sleep(Math.max(0, swapAt + AROUND_SWAP_S * 1000 - Date.now()))
@@ -206,8 +210,8 @@ try {
     `throughput request → swap: ${(totalCodes / (swapped / 1000) / 1e6).toFixed(2)}M codes/s, ${(totalGz / 2 ** 20 / (swapped / 1000)).toFixed(1)} MiB/s gzipped (floor: ${(totalCodes / (floorMs / 1000) / 1e6).toFixed(2)}M codes/s); pipeline/floor = ${(swapped / floorMs).toFixed(1)}×`,
     `swap itself: ${result.swapMs} ms; valid codes published: ${result.validCount}; answer-key mismatches: ${wrong}`,
     `peak RSS: aggregator ${peakMb[0].toFixed(0)} MiB, api + worker sandboxes ${peakMb[1].toFixed(0)} MiB (largest sandbox ${peaks[1].peakChildMb().toFixed(0)} MiB), floor scanners ${floor.map((f) => f.peakRssMb.toFixed(0)).join(' / ')} MiB`,
-    ...(rate > 0 ? [`CPU seconds per second before the run, the steady load alone (${s(loadMs)} s): ${[...cpuTracked.map((t) => t.label), 'bench + steady load'].map((label, i) => `${label} ${((cpuAtRequest[i] - cpuAtLoad[i]) / (loadMs / 1000)).toFixed(2)}`).join(', ')}`] : []),
-    `CPU seconds request → swap (${s(swapped)} s wall × ${cpus().length} cores = ${s(swapped * cpus().length)} s): ${[...cpuTracked.map((t) => t.label), 'bench + steady load'].map((label, i) => `${label} ${(cpuAtSwap[i] - cpuAtRequest[i]).toFixed(1)}`).join(', ')}; sum ${cpuAtSwap.reduce((sum, cpu, i) => sum + cpu - cpuAtRequest[i], 0).toFixed(1)}`,
+    ...(rate > 0 ? [`CPU seconds per second before the run, the steady load alone (${s(loadMs)} s): ${cpuSpent(cpuAtLoad, cpuAtRequest, loadMs / 1000, 2)}`] : []),
+    `CPU seconds request → swap (${s(swapped)} s wall × ${cpus().length} cores = ${s(swapped * cpus().length)} s): ${cpuSpent(cpuAtRequest, cpuAtSwap)}; sum ${cpuAtSwap.reduce((sum, cpu, i) => sum + cpu - cpuAtRequest[i], 0).toFixed(1)}`,
     `Kafka disk for this run's topics after the swap: ${Number.isNaN(kafkaBytes) ? 'n/a (broker data not under .data/kafka)' : `${mb(kafkaBytes)} MiB`}`,
     ...(latency.length === 0
       ? []
