@@ -1,4 +1,5 @@
-// `npm run bench:aggregate -- --scale 0.1 [--partitions 8] [--seed 1] [--format words|packed|lines] [--instances 1,2]`
+// `npm run bench:aggregate -- --scale 0.1 [--partitions 8] [--seed 1] [--format words|packed|lines] [--instances 1,2]
+// [--cpu-prof DIR]`
 //
 // Aggregates already-produced generated files: the files are generated under data/bench-<scale>/
 // (data/scale-1/ is used as is for --scale 1) and produced into Kafka once, under topics named
@@ -9,7 +10,8 @@
 // once the group has settled, a new run asking for the kept segments is published, and the time
 // from publishing to the run's `applied` result is measured. Each process reports its share (the
 // partitions it decided, their phases, its decide threads and partition states) and its peak RSS
-// when stopped.
+// when stopped. --cpu-prof DIR writes each aggregator process's CPU profiles (its main thread and
+// its decide threads) into DIR.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
@@ -41,6 +43,7 @@ const { values } = parseArgs({
     seed: { type: 'string', default: '1' },
     format: { type: 'string', default: 'words' },
     instances: { type: 'string', default: '1,2' },
+    'cpu-prof': { type: 'string' },
     child: { type: 'boolean', default: false },
     // a child's Redis prefix and consumer group, chosen by the parent
     prefix: { type: 'string' },
@@ -166,7 +169,8 @@ interface Instance {
 }
 
 function spawnInstance (prefix: string, group: string): Instance {
-  const args = ['--import', 'tsx', 'bench/aggregate.ts', '--child', '--scale', values.scale, '--partitions', values.partitions,
+  const profile = values['cpu-prof'] === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`]
+  const args = [...profile, '--import', 'tsx', 'bench/aggregate.ts', '--child', '--scale', values.scale, '--partitions', values.partitions,
     '--seed', values.seed, '--format', format, '--prefix', prefix, '--group', group]
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] })
   const instance: Instance = { process: child, closed: once(child, 'close').then(() => {}), assignments: 0 }

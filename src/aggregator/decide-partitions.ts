@@ -110,7 +110,7 @@ export async function decidePartitions (options: DecidePartitionsOptions): Promi
     // largest one returned (records are only added), whichever reply came back last.
     staged = Math.max(staged, await swap.recordStaged(planId, partition, { validCount: valid.count, member, stageMs }))
     validCount += valid.count
-    logger.debug({ runId, partition, codes: state.length, valid: valid.count }, 'partition decided')
+    logger.debug({ runId, partition, codes: state.length, sorted: valid.sorted, valid: valid.count }, 'partition decided')
     publishRunPhase({ phase: 'staging', runId, partition, validCount: valid.count })
   }
   const start = (partition: number, state: PartitionState, decider: Decider): void => {

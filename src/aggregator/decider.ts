@@ -1,5 +1,5 @@
 // Decides partition states on a worker thread, so that the aggregator reads partition p+1 from
-// Kafka while partition p is sorted (issue 15: the two took turns on one core while the other
+// Kafka while partition p is decided (issue 15: the two took turns on one core while the other
 // core waited). The state's buffer is transferred to the thread and back, never copied (a
 // SharedArrayBuffer would be: V8 sorts a shared typed array in a temporary copy, a second state's
 // worth of memory).
@@ -7,7 +7,8 @@ import { extname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import { CouponsError } from '../shared/errors.js'
-import type { PackedCodes, PartitionState } from './partition-state.js'
+import type { Decision } from './decide-words.js'
+import type { PartitionState } from './partition-state.js'
 
 const WORKER_URL = new URL(`./decide-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url)
 
@@ -17,7 +18,7 @@ export interface DecideRequest {
   minFiles: number
 }
 
-export interface DecideReply extends PackedCodes {
+export interface DecideReply extends Decision {
   /** the state's buffer, given back */
   buffer: ArrayBuffer
   /** time the thread spent deciding */

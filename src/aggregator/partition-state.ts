@@ -1,13 +1,14 @@
 // The aggregator's per-partition state (DESIGN sections 1 and 5): every code read from every
-// file's segment in one partition, as one packed 64-bit word each, in one typed array. Deciding is
-// the native BigUint64Array sort (in place, no per-element allocation) and one pass that counts
-// the distinct files of each code. Only the small valid set ever leaves as pairs of integers.
+// file's segment in one partition, as one packed 64-bit word each, in one typed array. Deciding
+// (decide-words.ts) permutes the words in place and lets only the few codes seen in more than one
+// file reach a sort; only the small valid set ever leaves, as pairs of integers.
 //
 // Word layout (code-packing's sort word), most significant bit first: hi (30 bits) | lo (30 bits) |
 // file index (4 bits). Sorting the words orders them by code, then by file, so the entries of one
 // code are adjacent. The words are written and read through an aliasing Uint32Array: numbers,
 // never BigInts, per code.
-import { LITTLE_ENDIAN, WORD_FILE_BITS, hiOfWord, loOfWord, wordHigh, wordLow } from '../shared/code-packing.js'
+import { LITTLE_ENDIAN, WORD_FILE_BITS, wordHigh, wordLow } from '../shared/code-packing.js'
+import { decideWords, type Decision } from './decide-words.js'
 
 /** File indexes fit in the word's 4 file bits, and the files-seen bitmask in 16. */
 export const MAX_FILES = 1 << WORD_FILE_BITS
@@ -17,18 +18,6 @@ const FILE_MASK = MAX_FILES - 1
 // Which Uint32 of each 64-bit word holds its low half depends on the platform's byte order.
 const LOW = LITTLE_ENDIAN ? 0 : 1
 const HIGH = LITTLE_ENDIAN ? 1 : 0
-
-function bitCount (mask: number): number {
-  let count = 0
-  for (let m = mask; m !== 0; m &= m - 1) count++
-  return count
-}
-
-/** Codes as (hi, lo) pairs: pairs[2i] = hi, pairs[2i+1] = lo. */
-export interface PackedCodes {
-  pairs: Uint32Array
-  count: number
-}
 
 export class PartitionState {
   #words: BigUint64Array
@@ -101,10 +90,10 @@ export class PartitionState {
   }
 
   /**
-   * The codes seen in at least `minFiles` distinct files, sorted. Sorts the state in place; call
+   * The codes seen in at least `minFiles` distinct files, sorted. Permutes the state in place; call
    * `reset` before adding again.
    */
-  decide (minFiles: number): PackedCodes {
+  decide (minFiles: number): Decision {
     return decideWords(this.#words.buffer, this.#length, minFiles)
   }
 
@@ -114,39 +103,4 @@ export class PartitionState {
     this.#words = words
     this.#halves = new Uint32Array(words.buffer)
   }
-}
-
-/**
- * The codes among the first `n` words of `buffer` seen in at least `minFiles` distinct files,
- * sorted; sorts the words in place. PartitionState.decide, and a Decider's worker thread on a shared
- * state.
- */
-export function decideWords (buffer: ArrayBufferLike, n: number, minFiles: number): PackedCodes {
-  new BigUint64Array(buffer, 0, n).sort()
-  const halves = new Uint32Array(buffer, 0, 2 * n)
-  let out = new Uint32Array(256)
-  let count = 0
-  let i = 0
-  while (i < n) {
-    const high = halves[2 * i + HIGH]
-    const codeLow = halves[2 * i + LOW] >>> WORD_FILE_BITS
-    let mask = 0
-    let j = i
-    while (j < n && halves[2 * j + HIGH] === high && halves[2 * j + LOW] >>> WORD_FILE_BITS === codeLow) {
-      mask |= 1 << (halves[2 * j + LOW] & FILE_MASK)
-      j++
-    }
-    if (bitCount(mask) >= minFiles) {
-      if (2 * count + 2 > out.length) {
-        const bigger = new Uint32Array(out.length * 2)
-        bigger.set(out)
-        out = bigger
-      }
-      out[2 * count] = hiOfWord(high)
-      out[2 * count + 1] = loOfWord(high, halves[2 * i + LOW])
-      count++
-    }
-    i = j
-  }
-  return { pairs: out, count }
 }

@@ -17,7 +17,7 @@ import type { Logger } from '../shared/logger.js'
 import type { RedisClient } from '../shared/redis.js'
 import type { AppliedSegment } from '../shared/run-contract.js'
 import { META, PLAN, RUN_RESULT, RUN_RESULT_TTL_SECONDS, redisKeys, type RedisKeys } from '../shared/redis-keys.js'
-import type { PackedCodes } from './partition-state.js'
+import type { PackedCodes } from './decide-words.js'
 import { publishRunPhase } from './run-phases.js'
 
 const SADD_BATCH = 5000

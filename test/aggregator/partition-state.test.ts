@@ -1,6 +1,7 @@
 import t from 'tap'
 import { packCode, unpackCode } from '../../src/shared/code-packing.js'
-import { MAX_FILES, PartitionState, type PackedCodes } from '../../src/aggregator/partition-state.js'
+import type { PackedCodes } from '../../src/aggregator/decide-words.js'
+import { MAX_FILES, PartitionState } from '../../src/aggregator/partition-state.js'
 import { Sfc32 } from '../../src/gen/random.js'
 import { randomCode } from '../helpers/random-code.js'
 
