@@ -38,7 +38,14 @@ export function packHi (bytes: Uint8Array, start: number, end: number): number {
 
 /** Low half of the code in bytes [start, end). */
 export function packLo (bytes: Uint8Array, start: number, end: number): number {
-  return packSlots(bytes, start + SLOTS_PER_HALF, end)
+  // Unrolled for the lengths a code has (8 to 10): at least three slots of lo hold a character.
+  const length = end - start
+  if (length < 8 || length > 10) return packSlots(bytes, start + SLOTS_PER_HALF, end)
+  let value = SLOT[bytes[start + 5]]
+  value = (value << SLOT_BITS) | SLOT[bytes[start + 6]]
+  value = (value << SLOT_BITS) | SLOT[bytes[start + 7]]
+  value = (value << SLOT_BITS) | (length > 8 ? SLOT[bytes[start + 8]] : 0)
+  return (value << SLOT_BITS) | (length > 9 ? SLOT[bytes[start + 9]] : 0)
 }
 
 function packSlots (bytes: Uint8Array, from: number, to: number): number {
