@@ -4,7 +4,7 @@
 // copies as they are; `packed`, the two halves the partition hash needs anyway, 8 bytes a code; or
 // `lines`, the code's bytes copied from the decompressed chunk and joined by LF. Nothing is
 // allocated per code.
-import { LITTLE_ENDIAN, packHi, packLo, partitionOf, wordHigh, wordLow } from '../shared/code-packing.js'
+import { LITTLE_ENDIAN, packHi, packLo, partitionHash, wordHigh, wordLow, type OnPackedCode } from '../shared/code-packing.js'
 import type { OnCode } from '../shared/code-rule.js'
 import { PACKED_CODE_BYTES, type RecordFormat } from '../shared/segments.js'
 
@@ -20,6 +20,8 @@ export interface PackedRecord {
 
 export class PartitionRecords {
   readonly #partitions: number
+  /** partitions - 1 when they are a power of two (a mask routes a code), else -1 (a division) */
+  readonly #partitionMask: number
   readonly #recordBytes: number
   readonly format: RecordFormat
   readonly #buffers: Buffer[]
@@ -37,10 +39,13 @@ export class PartitionRecords {
 
   constructor (partitions: number, recordBytes = RECORD_BYTES, format: RecordFormat = 'words') {
     this.#partitions = partitions
+    this.#partitionMask = (partitions & (partitions - 1)) === 0 ? partitions - 1 : -1
     this.#recordBytes = recordBytes
     this.format = format
     this.#fullBytesOf = new Float64Array(partitions)
-    this.onCode = { words: this.#onWordCode, packed: this.#onPackedCode, lines: this.#onLineCode }[format]
+    this.onPacked = { words: this.#onWord, packed: this.#onPacked, lines: null }[format]
+    const onPacked = this.onPacked
+    this.onCode = onPacked === null ? this.#onLineCode : (bytes, start, end) => { onPacked(packHi(bytes, start, end), packLo(bytes, start, end)) }
     this.#buffers = Array.from({ length: partitions }, () => Buffer.alloc(0))
     this.#uint32s = Array.from({ length: partitions }, () => new Uint32Array(0))
     for (let p = 0; p < partitions; p++) this.#newRecord(p)
@@ -48,16 +53,20 @@ export class PartitionRecords {
     this.#pendingCodes = new Int32Array(partitions)
   }
 
+  /** Adds a code from the bytes [start, end) of a chunk (CodeScanner's callback). */
   readonly onCode: OnCode
+  /**
+   * Adds a code already packed (PackingScanner's callback); null for the `lines` format, which
+   * needs the code's bytes.
+   */
+  readonly onPacked: OnPackedCode | null
 
   /**
    * The word as two native uint32 stores, low half first: a little-endian uint64 (on a big-endian
    * platform, once #close has swapped each uint32's bytes).
    */
-  readonly #onWordCode: OnCode = (bytes, start, end) => {
-    const hi = packHi(bytes, start, end)
-    const lo = packLo(bytes, start, end)
-    const partition = partitionOf(hi, lo, this.#partitions)
+  readonly #onWord: OnPackedCode = (hi, lo) => {
+    const partition = this.#partitionOf(hi, lo)
     const at = this.#reserve(partition, PACKED_CODE_BYTES)
     const uint32s = this.#uint32s[partition]
     uint32s[at >>> 2] = wordLow(lo)
@@ -66,10 +75,8 @@ export class PartitionRecords {
   }
 
   /** `hi` then `lo` as big-endian uint32s. */
-  readonly #onPackedCode: OnCode = (bytes, start, end) => {
-    const hi = packHi(bytes, start, end)
-    const lo = packLo(bytes, start, end)
-    const partition = partitionOf(hi, lo, this.#partitions)
+  readonly #onPacked: OnPackedCode = (hi, lo) => {
+    const partition = this.#partitionOf(hi, lo)
     const at = this.#reserve(partition, PACKED_CODE_BYTES)
     this.#buffers[partition].writeUInt32BE(hi, at)
     this.#buffers[partition].writeUInt32BE(lo, at + 4)
@@ -77,7 +84,7 @@ export class PartitionRecords {
   }
 
   readonly #onLineCode: OnCode = (bytes, start, end) => {
-    const partition = partitionOf(packHi(bytes, start, end), packLo(bytes, start, end), this.#partitions)
+    const partition = this.#partitionOf(packHi(bytes, start, end), packLo(bytes, start, end))
     let at = this.#reserve(partition, 1 + end - start)
     const buffer = this.#buffers[partition]
     if (at > 0) buffer[at++] = LF
@@ -110,6 +117,12 @@ export class PartitionRecords {
   takeAll (): PackedRecord[] {
     for (let p = 0; p < this.#partitions; p++) if (this.#fill[p] > 0) this.#close(p)
     return this.takeFull()
+  }
+
+  /** partitionOf(hi, lo, partitions), by a mask when it can. */
+  #partitionOf (hi: number, lo: number): number {
+    const hash = partitionHash(hi, lo)
+    return this.#partitionMask >= 0 ? hash & this.#partitionMask : (hash >>> 0) % this.#partitions
   }
 
   /** Where the next `bytes` of the partition's record go; a record they would overflow is closed first. */

@@ -4,7 +4,8 @@
 // `coupons.segments`. Any failure leaves records without a manifest, which the aggregator ignores.
 import { join } from 'node:path'
 import { Partitioners, type Kafka, type Producer, type RecordMetadata } from 'kafkajs'
-import { CodeScanner } from '../shared/code-rule.js'
+import { PackingScanner } from '../shared/code-packing.js'
+import type { CodeScanner } from '../shared/code-rule.js'
 import { isFileName, type Config } from '../shared/config.js'
 import { CouponsError, isCouponsError } from '../shared/errors.js'
 import { ensureTopics, topicNames, topicOptions } from '../shared/kafka.js'
@@ -85,19 +86,22 @@ export async function produceFile (options: ProduceFileOptions): Promise<Segment
     })
     sender = new RecordSender(producer, file, topic, segmentId, partitions)
     const records = new PartitionRecords(partitions, RECORD_BYTES, options.recordFormat ?? 'words')
-    const scanner = new CodeScanner()
+    const scanner = new PackingScanner()
+    const { onCode, onPacked } = records
     const started = performance.now()
     onProgress?.(progressOf(gzip, scanner))
     let reportedAt = started
     for await (const chunk of gzip) {
-      scanner.push(chunk, records.onCode)
+      if (onPacked === null) scanner.push(chunk, onCode)
+      else scanner.pushPacked(chunk, onPacked)
       if (records.fullBytes >= SEND_BYTES || records.fullBytesMax >= PARTITION_SEND_BYTES) await sender.send(records.takeFull())
       if (performance.now() - reportedAt >= PROGRESS_INTERVAL_MS) {
         reportedAt = performance.now()
         onProgress?.(progressOf(gzip, scanner))
       }
     }
-    scanner.end(records.onCode)
+    if (onPacked === null) scanner.end(onCode)
+    else scanner.endPacked(onPacked)
     await sender.send(records.takeAll())
     await sender.drain()
 

@@ -7,7 +7,7 @@
 // - comparing (hi, lo) numerically orders codes exactly like comparing the strings;
 // - both halves are below 2^30, so each fits a Uint32Array slot (together 60 bits: too many for
 //   one exact double, so the pair is the key).
-import { CODE_ALPHABET, isCodeShape, MAX_CODE_LENGTH } from './code-rule.js'
+import { CODE_ALPHABET, CodeScanner, isCodeShape, MAX_CODE_LENGTH, MIN_CODE_LENGTH, type OnCode } from './code-rule.js'
 
 const SLOT_RANGE = 64 // 6 bits a slot
 const SLOTS_PER_HALF = 5
@@ -54,6 +54,75 @@ function packSlots (bytes: Uint8Array, from: number, to: number): number {
   return value
 }
 
+/** Called once per candidate code with its packed halves. */
+export type OnPackedCode = (hi: number, lo: number) => void
+
+const LF = 0x0a
+
+/**
+ * A CodeScanner that hands each code over packed, for the ingest, which packs all 313 million: the
+ * lines wholly inside a chunk are scanned and packed in one pass over their bytes, instead of a
+ * scan and then a second pass that packs. A chunk's first and last partial lines, where a code
+ * may span two chunks, go through CodeScanner's own push, which holds the carry. Same codes in
+ * the same order, and the same counts, as `push` followed by packHi/packLo.
+ */
+export class PackingScanner extends CodeScanner {
+  pushPacked (chunk: Uint8Array, onPacked: OnPackedCode): void {
+    const first = chunk.indexOf(LF)
+    const last = chunk.lastIndexOf(LF)
+    if (first === last) {
+      this.push(chunk, packingOnCode(onPacked))
+      return
+    }
+    // [0, first] ends the line the previous chunk left open; (last, end) opens the next one.
+    this.push(chunk.subarray(0, first + 1), packingOnCode(onPacked))
+    this.#packLines(chunk, first + 1, last + 1, onPacked)
+    this.push(chunk.subarray(last + 1), packingOnCode(onPacked))
+  }
+
+  endPacked (onPacked: OnPackedCode): void {
+    this.end(packingOnCode(onPacked))
+  }
+
+  /** Whole lines [from, to): to - 1 is a LF, so no run reaches past it. */
+  #packLines (chunk: Uint8Array, from: number, to: number, onPacked: OnPackedCode): void {
+    let lines = 0
+    let codes = 0
+    let i = from
+    while (i < to) {
+      let slot = SLOT[chunk[i]]
+      if (slot === 0) {
+        if (chunk[i] === LF) lines++
+        i++
+        continue
+      }
+      // The first five characters go to hi, the rest to lo (a run of more than ten is no code,
+      // whatever lo became).
+      const start = i
+      let hi = 0
+      let lo = 0
+      do {
+        if (i - start < SLOTS_PER_HALF) hi = (hi << SLOT_BITS) | slot
+        else lo = (lo << SLOT_BITS) | slot
+        slot = SLOT[chunk[++i]]
+      } while (slot !== 0)
+      const length = i - start
+      if (length >= MIN_CODE_LENGTH && length <= MAX_CODE_LENGTH) {
+        codes++
+        // lo's empty slots are its lowest ones, as packLo leaves them.
+        onPacked(hi, lo << (SLOT_BITS * (2 * SLOTS_PER_HALF - length)))
+      }
+    }
+    this.lines += lines
+    this.codes += codes
+    this.bytes += to - from
+  }
+}
+
+function packingOnCode (onPacked: OnPackedCode): OnCode {
+  return (bytes, start, end) => { onPacked(packHi(bytes, start, end), packLo(bytes, start, end)) }
+}
+
 /**
  * Packs a code string. It allocates, so the pipeline packs bytes with packHi/packLo instead; the
  * tests use this one to state their cases as strings.
@@ -88,10 +157,17 @@ export function unpackCode (hi: number, lo: number): string {
  * murmur3's 32-bit finaliser over both halves: cheap, no allocation, well spread.
  */
 export function partitionOf (hi: number, lo: number, partitions: number): number {
+  return (partitionHash(hi, lo) >>> 0) % partitions
+}
+
+/**
+ * partitionOf's hash as an int32. With a power-of-two partition count, `hash & (count - 1)` is
+ * partitionOf without its division (the ingest routes all 313 million codes).
+ */
+export function partitionHash (hi: number, lo: number): number {
   let h = Math.imul(hi ^ (hi >>> 16), 0x85ebca6b) ^ lo
   h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35)
-  h ^= h >>> 16
-  return (h >>> 0) % partitions
+  return h ^ (h >>> 16)
 }
 
 /**

@@ -22,16 +22,16 @@ function decode (record: PackedRecord): string[] {
   return record.value.toString('latin1').split('\n')
 }
 
-for (const format of ['words', 'packed'] as const) {
-  t.test(`${format === 'words' ? 'by default, ' : ''}writes each code as 8 bytes (${format}) into the record of its partition`, async (t) => {
+// 4 partitions are routed by a mask, 6 by a division: both must be partitionOf.
+for (const [format, partitions] of [['words', 4], ['words', 6], ['packed', 4], ['packed', 6]] as const) {
+  t.test(`${format === 'words' ? 'by default, ' : ''}writes each code as 8 bytes (${format}) into the record of its partition, of ${partitions}`, async (t) => {
     const rng = new Sfc32(3)
-    const partitions = 4
     const codes = Array.from({ length: 3000 }, () => randomCode(rng))
     const records = format === 'words' ? new PartitionRecords(partitions) : new PartitionRecords(partitions, RECORD_BYTES, format)
     t.equal(records.format, format)
     for (const code of codes) push(records, code)
     const all = records.takeAll()
-    t.same(all.map((r) => r.partition).sort(), [0, 1, 2, 3], 'one record per partition')
+    t.same(all.map((r) => r.partition).sort(), Array.from({ length: partitions }, (_, p) => p), 'one record per partition')
     for (const record of all) {
       const expected = codes.filter((code) => partitionOfCode(code, partitions) === record.partition)
       t.equal(record.value.length, 8 * expected.length, `partition ${record.partition}: 8 bytes a code`)

@@ -1,6 +1,7 @@
 import t from 'tap'
-import { packCode, packHi, packLo, partitionOf, unpackCode, writeCode } from '../../src/shared/code-packing.js'
-import { randomCode } from '../helpers/random-code.js'
+import { PackingScanner, packCode, packHi, packLo, partitionOf, unpackCode, writeCode } from '../../src/shared/code-packing.js'
+import { CodeScanner } from '../../src/shared/code-rule.js'
+import { randomCode, testRandom } from '../helpers/random-code.js'
 
 t.test('packing then unpacking gives back 100,000 random codes', async (t) => {
   let failures = 0
@@ -81,5 +82,48 @@ t.test('the partition of a code never changes: data already in Kafka depends on 
     const { hi, lo } = packCode(code)
     t.equal(partitionOf(hi, lo, 8), of8, `${code} is in partition ${of8} of 8`)
     t.equal(partitionOf(hi, lo, 12), of12, `${code} is in partition ${of12} of 12`)
+  }
+})
+
+/** Text with runs of 1 to 14 letters and digits, separated by what the code rule sees as breaks. */
+function messyText (seed: number, lines: number): Buffer {
+  const rng = testRandom(seed)
+  const separators = [' ', '\t', '-', '\r', '.', 'é', ',']
+  const parts: string[] = []
+  for (let line = 0; line < lines; line++) {
+    const runs = rng.below(4)
+    for (let r = 0; r < runs; r++) {
+      if (r > 0 || rng.below(4) === 0) parts.push(separators[rng.below(separators.length)])
+      const code = randomCode(rng)
+      const length = 1 + rng.below(14)
+      parts.push(length <= code.length ? code.slice(0, length) : code + code.slice(0, length - code.length))
+    }
+    if (line < lines - 1 || rng.below(2) === 0) parts.push(rng.below(5) === 0 ? '\r\n' : '\n')
+  }
+  return Buffer.from(parts.join(''), 'utf8')
+}
+
+t.test('PackingScanner finds what CodeScanner finds, packed, in order, with the same counts, however the input is chunked', async (t) => {
+  for (const seed of [1, 2, 3, 4, 5, 6]) {
+    const text = messyText(seed, 3_000)
+    const expected: number[] = []
+    const reference = new CodeScanner()
+    const onCode = (bytes: Uint8Array, start: number, end: number): void => { expected.push(packHi(bytes, start, end), packLo(bytes, start, end)) }
+    reference.push(text, onCode)
+    reference.end(onCode)
+    // Chunks from 1 byte (no LF, or one) to 400 (many whole lines).
+    const rng = testRandom(100 + seed)
+    const got: number[] = []
+    const scanner = new PackingScanner()
+    const onPacked = (hi: number, lo: number): void => { got.push(hi, lo) }
+    for (let at = 0; at < text.length;) {
+      const size = 1 + rng.below(rng.below(2) === 0 ? 12 : 400)
+      scanner.pushPacked(text.subarray(at, at + size), onPacked)
+      at += size
+    }
+    scanner.endPacked(onPacked)
+    t.ok(reference.codes > 500, `seed ${seed}: ${reference.codes} codes in ${reference.lines} lines`)
+    t.same(got, expected, `seed ${seed}: the same packed codes`)
+    t.same([scanner.lines, scanner.codes, scanner.bytes], [reference.lines, reference.codes, reference.bytes], `seed ${seed}: the same counts`)
   }
 })
