@@ -4,7 +4,7 @@
 // copies as they are; `packed`, the two halves the partition hash needs anyway, 8 bytes a code; or
 // `lines`, the code's bytes copied from the decompressed chunk and joined by LF. Nothing is
 // allocated per code.
-import { LITTLE_ENDIAN, packHi, packLo, partitionHash, wordHigh, wordLow, type OnPackedCode } from '../shared/code-packing.js'
+import { LITTLE_ENDIAN, packHi, packLo, packing, partitionHash, wordHigh, wordLow, type OnPackedCode } from '../shared/code-packing.js'
 import type { OnCode } from '../shared/code-rule.js'
 import { PACKED_CODE_BYTES, type RecordFormat } from '../shared/segments.js'
 
@@ -44,8 +44,7 @@ export class PartitionRecords {
     this.format = format
     this.#fullBytesOf = new Float64Array(partitions)
     this.onPacked = { words: this.#onWord, packed: this.#onPacked, lines: null }[format]
-    const onPacked = this.onPacked
-    this.onCode = onPacked === null ? this.#onLineCode : (bytes, start, end) => { onPacked(packHi(bytes, start, end), packLo(bytes, start, end)) }
+    this.onCode = this.onPacked === null ? this.#onLineCode : packing(this.onPacked)
     this.#buffers = Array.from({ length: partitions }, () => Buffer.alloc(0))
     this.#uint32s = Array.from({ length: partitions }, () => new Uint32Array(0))
     for (let p = 0; p < partitions; p++) this.#newRecord(p)

@@ -70,18 +70,19 @@ export class PackingScanner extends CodeScanner {
   pushPacked (chunk: Uint8Array, onPacked: OnPackedCode): void {
     const first = chunk.indexOf(LF)
     const last = chunk.lastIndexOf(LF)
+    const onCode = packing(onPacked)
     if (first === last) {
-      this.push(chunk, packingOnCode(onPacked))
+      this.push(chunk, onCode)
       return
     }
     // [0, first] ends the line the previous chunk left open; (last, end) opens the next one.
-    this.push(chunk.subarray(0, first + 1), packingOnCode(onPacked))
+    this.push(chunk.subarray(0, first + 1), onCode)
     this.#packLines(chunk, first + 1, last + 1, onPacked)
-    this.push(chunk.subarray(last + 1), packingOnCode(onPacked))
+    this.push(chunk.subarray(last + 1), onCode)
   }
 
   endPacked (onPacked: OnPackedCode): void {
-    this.end(packingOnCode(onPacked))
+    this.end(packing(onPacked))
   }
 
   /** Whole lines [from, to): to - 1 is a LF, so no run reaches past it. */
@@ -119,7 +120,8 @@ export class PackingScanner extends CodeScanner {
   }
 }
 
-function packingOnCode (onPacked: OnPackedCode): OnCode {
+/** A CodeScanner callback that packs each code and hands it to `onPacked`. */
+export function packing (onPacked: OnPackedCode): OnCode {
   return (bytes, start, end) => { onPacked(packHi(bytes, start, end), packLo(bytes, start, end)) }
 }
 
