@@ -70,7 +70,7 @@ export async function decidePartitions (options: DecidePartitionsOptions): Promi
   const ms = { read: 0, decide: 0, stage: 0, total: 0 }
   let capacity = 1
   for (const p of partitions) capacity = Math.max(capacity, expectedCodes(plan, p))
-  const stateBytes = capacity * BigUint64Array.BYTES_PER_ELEMENT
+  const stateBytes = PartitionState.bytesFor(capacity)
   // A state or thread more than there are partitions would never be used.
   const stateTotal = Math.min(stateCount(options.stateMemoryBytes, stateBytes, options.decideThreads), Math.max(1, partitions.length))
   if (stateTotal * stateBytes > options.stateMemoryBytes) {

@@ -2,18 +2,18 @@
 // `minFiles` distinct files. The plain way, V8's native sort of all the 64-bit words and one pass
 // over equal neighbours, costs about 120 ns a word at full size (37 M words a partition): the
 // sort's passes over 300 MB miss the cache. But nearly every code is in one file only, so this
-// rules those out first, in cache-sized pieces, and sorts only what is left (issue 15):
-// 1. split the words, in place, into buckets by a hash of the code (an American flag sort: one
-//    pass counts, one pass swaps each word into its bucket), so every entry of a code shares a
-//    bucket; then each bucket, in the shared L3 cache, into pieces whose filter fits a core's L2;
-// 2. per piece, OR each entry's file bit into a small table at a second hash of the code: a code
+// rules those out first, a bucket at a time, and sorts only what is left (issue 15):
+// 1. the state already holds its words in buckets by a hash of the code, every entry of a code in
+//    one bucket, each a few thousand words (partition-state.ts puts each word in its bucket as it
+//    is read);
+// 2. per bucket, OR each entry's file bit into a small table at a second hash of the code: a code
 //    in `minFiles` files leaves that many bits in its slot, so an entry whose slot has fewer is
 //    not wanted. Another code sharing the slot only lets an entry through, never drops one;
 // 3. sort the entries let through (a few percent of the words) natively, and count each code's
 //    distinct files exactly among them: every entry of a wanted code is there.
-// The state is only permuted, so it can be decided again. The entries let through are copied: when
-// they would pass a quarter of the state (most codes wanted, or MIN_FILES=1), the whole state is
-// sorted in place instead, as before.
+// The state is left as it is. The entries let through are copied: when they would pass a quarter
+// of the state (most codes wanted, or MIN_FILES=1), the whole state is sorted in place instead, and
+// left as one bucket of sorted words.
 import { WORD_FILE_BITS, hiOfWord, loOfWord, LITTLE_ENDIAN } from '../shared/code-packing.js'
 
 /** Codes as (hi, lo) pairs: pairs[2i] = hi, pairs[2i+1] = lo. */
@@ -27,26 +27,44 @@ export interface Decision extends PackedCodes {
   sorted: number
 }
 
+/**
+ * A partition state's words as PartitionState holds them, and hands them to a decide thread (every
+ * array is transferred, none copied). Bucket b is the chunks first[b], next[first[b]], … until -1;
+ * all of them are full but the last, which ends before the word end[b].
+ */
+export interface StateWords {
+  /** the 64-bit sort words, read and written as uint32 halves */
+  buffer: ArrayBuffer
+  /** words held */
+  length: number
+  /** the file indexes that occur, one bit each */
+  files: number
+  /** a chunk holds 2^chunkBits words; chunk c is the words from c × 2^chunkBits */
+  chunkBits: number
+  /** chunks in use: 0 to chunks - 1, all of them linked to some bucket */
+  chunks: number
+  /** per bucket, its first chunk, or -1 */
+  first: Int32Array
+  /** per chunk, the next chunk of its bucket, or -1 */
+  next: Int32Array
+  /** per bucket, the index of the word after its last one */
+  end: Uint32Array
+}
+
 const FILE_MASK = (1 << WORD_FILE_BITS) - 1
 // Which Uint32 of each 64-bit word holds its low half depends on the platform's byte order.
 const LOW = LITTLE_ENDIAN ? 0 : 1
 const HIGH = LITTLE_ENDIAN ? 1 : 0
 
-/** Words a bucket holds on average at most: it is split again within the shared L3 cache. */
-const BUCKET_WORDS = 1 << 17
-/** Words a filter table serves on average at most: its byte table (256 KB) stays in a core's L2. */
-const FILTER_WORDS = 1 << 14
 const SLOTS_PER_WORD = 16
+/** a byte table of 256 KB, in a core's L2 */
 const MAX_TABLE_SLOTS = 1 << 18
 /** Above this share of the state, the entries let through are not worth copying. */
 const MAX_LET_THROUGH = 1 / 4
+/** What the holes of a state's chunks hold while it is sorted whole: the largest word, so they sort last. */
+const HOLE = 0xffffffff
 
-/** Bucket of a word: the top bits of a hash of its code (file bits left out). */
-function bucketHash (high: number, low: number): number {
-  return Math.imul(high ^ Math.imul(low >>> WORD_FILE_BITS, 0x85ebca6b), 0x9e3779b1)
-}
-
-/** Filter slot of a word: a hash independent of bucketHash, so a bucket's codes spread over it. */
+/** Filter slot of a word: a hash independent of the bucket's (partition-state.ts), so a bucket's codes spread over it. */
 function slotHash (high: number, low: number): number {
   return Math.imul(Math.imul(high, 0xcc9e2d51) ^ (low >>> WORD_FILE_BITS), 0x1b873593)
 }
@@ -57,106 +75,49 @@ function bitCount (mask: number): number {
   return count
 }
 
-/** How finely decideWords splits (tests make the pieces small, to have many at a few words). */
-export interface DecideSizes {
-  /** words a first-level bucket holds on average at most */
-  bucketWords: number
-  /** words a filter table serves on average at most */
-  filterWords: number
-}
-
 /**
- * The codes among the first `n` words of `buffer` seen in at least `minFiles` distinct files, in
- * code order. Permutes the words in place. PartitionState.decide, and a Decider's worker thread.
+ * The codes among the state's words seen in at least `minFiles` distinct files, in code order.
+ * PartitionState.decide, and a Decider's worker thread.
  */
-export function decideWords (buffer: ArrayBufferLike, n: number, minFiles: number, sizes: DecideSizes = { bucketWords: BUCKET_WORDS, filterWords: FILTER_WORDS }): Decision {
-  const halves = new Uint32Array(buffer, 0, 2 * n)
+export function decideWords (words: StateWords, minFiles: number): Decision {
   if (minFiles > 1) {
-    const letThrough = letThroughFilter(halves, n, minFiles, sizes)
-    if (letThrough !== null) return { ...mergeSorted(letThrough.halves, letThrough.count, minFiles), sorted: letThrough.count }
+    const letThrough = letThroughFilter(words, minFiles)
+    if (letThrough !== null) return { ...mergeSorted(letThrough.halves, letThrough.count, letThrough.count, minFiles), sorted: letThrough.count }
   }
-  return { ...mergeSorted(halves, n, minFiles), sorted: n }
+  return { ...sortWhole(words, minFiles), sorted: words.length }
 }
 
-/**
- * Splits the words into buckets, and each bucket again into pieces a filter table serves, then
- * returns the words let through (copied); null when they would pass MAX_LET_THROUGH of the state.
- */
-function letThroughFilter (halves: Uint32Array, n: number, minFiles: number, sizes: DecideSizes): LetThrough | null {
-  const bits = splitBits(n, sizes.bucketWords)
-  const { ends, files } = splitRange(halves, 0, n, bits, 0)
-  const filter = new SlotFilter(files, minFiles, Math.floor(n * MAX_LET_THROUGH))
-  let start = 0
-  for (const end of ends) {
-    let pieceStart = start
-    for (const pieceEnd of splitRange(halves, start, end, splitBits(end - start, sizes.filterWords), bits).ends) {
-      if (!filter.pass(halves, pieceStart, pieceEnd)) return null
-      pieceStart = pieceEnd
-    }
-    start = end
+/** Filters the state a bucket at a time and returns the words let through (copied); null when they would pass MAX_LET_THROUGH of it. */
+function letThroughFilter (words: StateWords, minFiles: number): LetThrough | null {
+  const filter = new SlotFilter(words.files, minFiles, Math.floor(words.length * MAX_LET_THROUGH))
+  const halves = new Uint32Array(words.buffer)
+  for (let bucket = 0; bucket < words.first.length; bucket++) {
+    if (words.first[bucket] !== -1 && !filter.pass(halves, words, bucket)) return null
   }
   return filter.letThrough
 }
 
-function splitBits (words: number, target: number): number {
-  return Math.max(0, Math.ceil(Math.log2(words / target)))
-}
-
-interface Split {
-  /** piece k is the words [ends[k - 1], ends[k]) (from the range's start for k = 0) */
-  ends: Uint32Array
-  /** the file bits that occur, one bit a file index */
-  files: number
-}
-
 /**
- * Permutes the words [from, to) into 2^bits pieces by the `bits` bits of bucketHash that follow
- * its first `skip` bits (the ones an earlier split used): every entry of a code lands in one piece.
+ * Sorts the state's words in place (its chunks' holes sort last) and keeps the codes whose equal
+ * words span `minFiles` files; the state is left as one bucket: its words, sorted, in chunk order.
  */
-function splitRange (halves: Uint32Array, from: number, to: number, bits: number, skip: number): Split {
-  const pieces = 1 << bits
-  // The bits in two shifts, since `>>> 32` shifts by nothing: 0 bits give piece 0.
-  const shift = 31 - bits
-  const pieceOf = (high: number, low: number): number => ((bucketHash(high, low) << skip) >>> 1) >>> shift
-  const next = new Uint32Array(pieces)
-  let files = 0
-  for (let i = from; i < to; i++) {
-    const low = halves[2 * i + LOW]
-    files |= 1 << (low & FILE_MASK)
-    next[pieceOf(halves[2 * i + HIGH], low)]++
+function sortWhole (words: StateWords, minFiles: number): PackedCodes {
+  const { first, next, end, chunkBits } = words
+  const halves = new Uint32Array(words.buffer, 0, 2 * words.chunks * 2 ** chunkBits)
+  for (let bucket = 0; bucket < first.length; bucket++) {
+    // Only a bucket's last chunk has a hole: from end[bucket] to that chunk's end.
+    if (first[bucket] !== -1) halves.fill(HOLE, 2 * end[bucket], 2 * (Math.ceil(end[bucket] / 2 ** chunkBits) * 2 ** chunkBits))
   }
-  const ends = new Uint32Array(pieces)
-  let sum = from
-  for (let k = 0; k < pieces; k++) {
-    const size = next[k]
-    next[k] = sum
-    sum += size
-    ends[k] = sum
+  const decided = mergeSorted(halves, words.chunks * 2 ** chunkBits, words.length, minFiles)
+  first.fill(-1)
+  end.fill(0)
+  words.chunks = Math.ceil(words.length / 2 ** chunkBits)
+  for (let chunk = 0; chunk < words.chunks; chunk++) next[chunk] = chunk + 1 < words.chunks ? chunk + 1 : -1
+  if (words.chunks > 0) {
+    first[0] = 0
+    end[0] = words.length
   }
-  // An American flag sort: each word not yet in place is carried along a cycle of swaps until one
-  // belongs where the cycle started.
-  for (let k = 0; k < pieces; k++) {
-    while (next[k] < ends[k]) {
-      const start = next[k]
-      let low = halves[2 * start + LOW]
-      let high = halves[2 * start + HIGH]
-      let to = pieceOf(high, low)
-      while (to !== k) {
-        const at = next[to]++
-        const lowThere = halves[2 * at + LOW]
-        const highThere = halves[2 * at + HIGH]
-        halves[2 * at + LOW] = low
-        halves[2 * at + HIGH] = high
-        low = lowThere
-        high = highThere
-        to = pieceOf(high, low)
-      }
-      halves[2 * start + LOW] = low
-      halves[2 * start + HIGH] = high
-      next[k]++
-    }
-  }
-  return { ends, files }
+  return decided
 }
 
 interface LetThrough {
@@ -164,7 +125,7 @@ interface LetThrough {
   count: number
 }
 
-/** The filter of one piece at a time, and the words it let through so far. */
+/** The filter of one bucket at a time, and the words it let through so far. */
 class SlotFilter {
   readonly #table: Uint8Array | Uint16Array
   /** file mask -> 1 when it has at least minFiles bits */
@@ -186,26 +147,36 @@ class SlotFilter {
     return { halves: this.#out, count: this.#count }
   }
 
-  /** Filters the words [from, to); false when more than the limit would be let through. */
-  pass (halves: Uint32Array, from: number, to: number): boolean {
+  /** Filters one bucket of the state; false when more than the limit would be let through. */
+  pass (halves: Uint32Array, words: StateWords, bucket: number): boolean {
+    const { first, next, end } = words
+    const chunkWords = 2 ** words.chunkBits
     const table = this.#table
     const enough = this.#enough
-    const slots = tableSlots(to - from)
+    let count = 0
+    for (let chunk = first[bucket]; chunk !== -1; chunk = next[chunk]) count += next[chunk] === -1 ? end[bucket] - chunk * chunkWords : chunkWords
+    const slots = tableSlots(count)
     const slotShift = 32 - Math.log2(slots)
     table.fill(0, 0, slots)
-    for (let i = from; i < to; i++) {
-      const low = halves[2 * i + LOW]
-      table[slotHash(halves[2 * i + HIGH], low) >>> slotShift] |= 1 << (low & FILE_MASK)
+    for (let chunk = first[bucket]; chunk !== -1; chunk = next[chunk]) {
+      const to = next[chunk] === -1 ? end[bucket] : (chunk + 1) * chunkWords
+      for (let i = chunk * chunkWords; i < to; i++) {
+        const low = halves[2 * i + LOW]
+        table[slotHash(halves[2 * i + HIGH], low) >>> slotShift] |= 1 << (low & FILE_MASK)
+      }
     }
-    for (let i = from; i < to; i++) {
-      const low = halves[2 * i + LOW]
-      const high = halves[2 * i + HIGH]
-      if (enough[table[slotHash(high, low) >>> slotShift]] === 0) continue
-      if (this.#count === this.#limit) return false
-      if (2 * this.#count + 2 > this.#out.length) this.#out = grown(this.#out)
-      this.#out[2 * this.#count + LOW] = low
-      this.#out[2 * this.#count + HIGH] = high
-      this.#count++
+    for (let chunk = first[bucket]; chunk !== -1; chunk = next[chunk]) {
+      const to = next[chunk] === -1 ? end[bucket] : (chunk + 1) * chunkWords
+      for (let i = chunk * chunkWords; i < to; i++) {
+        const low = halves[2 * i + LOW]
+        const high = halves[2 * i + HIGH]
+        if (enough[table[slotHash(high, low) >>> slotShift]] === 0) continue
+        if (this.#count === this.#limit) return false
+        if (2 * this.#count + 2 > this.#out.length) this.#out = grown(this.#out)
+        this.#out[2 * this.#count + LOW] = low
+        this.#out[2 * this.#count + HIGH] = high
+        this.#count++
+      }
     }
     return true
   }
@@ -224,9 +195,12 @@ function grown (array: Uint32Array): Uint32Array<ArrayBuffer> {
   return bigger
 }
 
-/** Sorts the first `n` words natively, then keeps the codes whose equal words span `minFiles` files. */
-function mergeSorted (halves: Uint32Array, n: number, minFiles: number): PackedCodes {
-  new BigUint64Array(halves.buffer, 0, n).sort()
+/**
+ * Sorts the first `sorted` words natively, then keeps the codes among the first `n` of them whose
+ * equal words span `minFiles` files.
+ */
+function mergeSorted (halves: Uint32Array, sorted: number, n: number, minFiles: number): PackedCodes {
+  new BigUint64Array(halves.buffer, 0, sorted).sort()
   let out = new Uint32Array(256)
   let count = 0
   let i = 0

@@ -2,13 +2,13 @@
 // aggregator's main thread.
 import { parentPort } from 'node:worker_threads'
 import { decideWords } from './decide-words.js'
-import type { DecideRequest, DecideReply } from './decider.js'
+import { transferList, type DecideRequest, type DecideReply } from './decider.js'
 
 const port = parentPort
 if (port === null) throw new Error('decide-worker runs as a worker thread of a Decider')
-port.on('message', ({ buffer, length, minFiles }: DecideRequest) => {
+port.on('message', ({ words, minFiles }: DecideRequest) => {
   const started = performance.now()
-  const decision = decideWords(buffer, length, minFiles)
-  const reply: DecideReply = { ...decision, buffer, ms: performance.now() - started }
-  port.postMessage(reply, [buffer, decision.pairs.buffer as ArrayBuffer])
+  const decision = decideWords(words, minFiles)
+  const reply: DecideReply = { ...decision, words, ms: performance.now() - started }
+  port.postMessage(reply, [...transferList(words), decision.pairs.buffer as ArrayBuffer])
 })

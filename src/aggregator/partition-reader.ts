@@ -7,7 +7,7 @@
 // again until the slowest file is done.
 // The codes read are then checked against the manifest's counts: a producer bug, a deleted record
 // or a wrong partition fails the run instead of publishing a wrong set. A `words` record (the
-// ingest's format since issue 15) is copied into the state as one block; `packed` records are
+// ingest's format since issue 15) goes into the state word by word, unparsed; `packed` records are
 // copied 8 bytes a code, `lines` records (segments written before either) scanned as text; any other
 // format fails the run (src/shared/segments.ts).
 import type { Admin, Batch, Consumer, KafkaMessage } from 'kafkajs'

@@ -16,8 +16,8 @@ export const SEGMENT_HEADER = 'segment'
  *   already parsed and checked by the producer, so the aggregator copies them instead of scanning
  *   text again, and about a fifth fewer bytes go through Kafka;
  * - `words` (the default since issue 15): 8 bytes a code, code-packing's sort word (hi | lo | four
- *   zero file bits) as a little-endian uint64, so the aggregator copies a whole record into its
- *   partition state as one block and only sets the file bits (`packed` cost it a parse per code).
+ *   zero file bits) as a little-endian uint64, so the aggregator only sets the file bits of each
+ *   word and puts it in its partition state (`packed` cost it a parse per code).
  * An aggregator refuses a format it does not know (AGGREGATOR_RECORD_FORMAT) rather than guess.
  */
 export const RECORD_FORMATS = ['lines', 'packed', 'words'] as const

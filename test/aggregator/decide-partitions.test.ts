@@ -18,6 +18,7 @@ import type { Logger } from '../../src/shared/logger.js'
 import { newRunId, type SegmentManifest } from '../../src/shared/segments.js'
 import { decidePartitions, stateCount, type PartitionsStats } from '../../src/aggregator/decide-partitions.js'
 import type { PackedCodes } from '../../src/aggregator/decide-words.js'
+import { PartitionState } from '../../src/aggregator/partition-state.js'
 import { expectedCodes, planRun, type RunPlan } from '../../src/aggregator/run-plan.js'
 import { ValidSetSwap, type SwapOutcome } from '../../src/aggregator/valid-set-swap.js'
 import { liveSet, setupPipeline, type Pipeline } from '../helpers/aggregator-fixtures.js'
@@ -186,9 +187,9 @@ for (const { threads, budget, states, why } of POOLS) {
     t.equal(stats.decideThreads, threads, 'the decide threads it used')
     t.equal(stats.states, states, 'the partition states it held')
     const capacity = Math.max(...[0, 1, 2, 3].map((p) => expectedCodes(runPlan, p)))
-    t.equal(stats.stateBytes, states * 8 * capacity, 'each state sized for the largest partition')
+    t.equal(stats.stateBytes, states * PartitionState.bytesFor(capacity), 'each state sized for the largest partition')
     const warned = lines.filter((line) => String(line.msg).includes('AGGREGATOR_STATE_MEMORY_MB'))
-    t.equal(warned.length, budget < 2 * 8 * capacity ? 1 : 0, 'exceeding the budget is warned about once')
+    t.equal(warned.length, budget < 2 * PartitionState.bytesFor(capacity) ? 1 : 0, 'exceeding the budget is warned about once')
     if (warned.length > 0) t.match(warned[0].msg, /AGGREGATOR_DECIDE_THREADS.*KAFKA_PARTITIONS/, 'naming what to change')
 
     const staged = events.filter((e) => e.phase === 'staging')

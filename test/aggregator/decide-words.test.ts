@@ -1,12 +1,13 @@
 import t from 'tap'
 import { packCode, unpackCode } from '../../src/shared/code-packing.js'
-import { decideWords, type Decision } from '../../src/aggregator/decide-words.js'
+import { decideWords, type Decision, type StateWords } from '../../src/aggregator/decide-words.js'
 import { MAX_FILES, PartitionState } from '../../src/aggregator/partition-state.js'
 import { randomCode, testRandom } from '../helpers/random-code.js'
 
-// decideWords splits a state into buckets, then pieces; at their real sizes (2^17 and 2^14 words)
-// every test state would be one piece, so these tests ask for small ones.
-const SMALL_PIECES = { bucketWords: 256, filterWords: 16 }
+// A state keeps its words in buckets of chunks; at their real sizes (2^14 and 2^8 words) a test
+// state would have few of either, so these tests ask for small ones: buckets of 16 words on
+// average, chunks of 4.
+const SMALL = { bucketWords: 16, chunkBits: 2 }
 
 interface Draws {
   state: PartitionState
@@ -17,7 +18,7 @@ interface Draws {
 /** `count` draws of (code, file) from `pool`, into a state and into a string-keyed reference. */
 function draw (pool: string[], count: number, fileCount: number, seed: number): Draws {
   const rng = testRandom(seed)
-  const state = new PartitionState(count)
+  const state = new PartitionState(count, SMALL)
   const files = new Map<string, Set<number>>()
   for (let i = 0; i < count; i++) {
     const code = pool[rng.below(pool.length)]
@@ -36,15 +37,34 @@ function expected ({ files }: Draws, minFiles: number): string[] {
   return [...files].filter(([, seen]) => seen.size >= minFiles).map(([code]) => code).sort()
 }
 
+/** The state's words, bucket by bucket, chunk by chunk, as a reader of StateWords walks them. */
+function wordsOf ({ buffer, first, next, end, chunkBits }: StateWords): bigint[] {
+  const all = new BigUint64Array(buffer)
+  const words: bigint[] = []
+  for (let bucket = 0; bucket < first.length; bucket++) {
+    for (let chunk = first[bucket]; chunk !== -1; chunk = next[chunk]) {
+      const to = next[chunk] === -1 ? end[bucket] : (chunk + 1) << chunkBits
+      for (let i = chunk << chunkBits; i < to; i++) words.push(all[i])
+    }
+  }
+  return words
+}
+
+/** The state's words and layout, without deciding. */
+function peek (state: PartitionState): { words: bigint[], buckets: number, chunks: number } {
+  const words = state.release()
+  state.restore(words)
+  return { words: wordsOf(words), buckets: words.first.length, chunks: words.chunks }
+}
+
 function decide ({ state }: Draws, minFiles: number): { codes: string[], decision: Decision, words: bigint[] } {
-  const length = state.length
-  const buffer = state.release()
-  const decision = decideWords(buffer, length, minFiles, SMALL_PIECES)
+  const words = state.release()
+  const decision = decideWords(words, minFiles)
   const codes: string[] = []
   for (let i = 0; i < decision.count; i++) codes.push(unpackCode(decision.pairs[2 * i], decision.pairs[2 * i + 1]))
-  const words = [...new BigUint64Array(buffer, 0, length)]
-  state.restore(buffer)
-  return { codes, decision, words }
+  const after = wordsOf(words)
+  state.restore(words)
+  return { codes, decision, words: after }
 }
 
 function pool (size: number, seed: number): string[] {
@@ -55,24 +75,28 @@ function pool (size: number, seed: number): string[] {
 t.test('over many buckets, keeps exactly the codes a string-based reference keeps, sorting only a few words', async (t) => {
   // 40,000 draws from 400,000 codes in three files: most codes are in one file only.
   const draws = draw(pool(400_000, 1), 40_000, 3, 2)
-  const before = decide(draws, 2).words
+  const { words: before, buckets, chunks } = peek(draws.state)
+  t.ok(buckets >= 1024 && chunks >= 10_000, `the words are spread over ${buckets} buckets and ${chunks} chunks`)
   for (const minFiles of [2, 3]) {
-    const { codes, decision } = decide(draws, minFiles)
+    const { codes, decision, words } = decide(draws, minFiles)
     t.same(codes, expected(draws, minFiles), `minFiles=${minFiles}: ${codes.length} codes`)
     t.ok(decision.sorted < draws.state.length / 4, `minFiles=${minFiles}: ${decision.sorted} of ${draws.state.length} words reached the sort`)
+    t.same(words, before, `minFiles=${minFiles}: the state is left as it was, so it can be decided again`)
   }
-  const { words } = decide(draws, 3)
-  t.same(words.sort(), before.sort(), 'the state is only permuted: the same words, so it can be decided again')
 })
 
 t.test('sorts the whole state in place when most codes are wanted, and when MIN_FILES is 1', async (t) => {
   // 40,000 draws from 2,000 codes in three files: nearly every code is in two files or more.
   const draws = draw(pool(2_000, 3), 40_000, 3, 4)
+  const before = peek(draws.state).words
   for (const minFiles of [1, 2]) {
-    const { codes, decision } = decide(draws, minFiles)
+    const { codes, decision, words } = decide(draws, minFiles)
     t.same(codes, expected(draws, minFiles), `minFiles=${minFiles}: ${codes.length} codes`)
     t.equal(decision.sorted, draws.state.length, `minFiles=${minFiles}: every word reached the sort`)
+    t.same(words, [...before].sort((a, b) => a < b ? -1 : a > b ? 1 : 0), `minFiles=${minFiles}: the state is left as its words, sorted, in one bucket`)
   }
+  // Sorted whole once, the state is one bucket: the filter still decides it (and gives up again here).
+  t.same(decide(draws, 3).codes, expected(draws, 3), 'minFiles=3 after a whole sort')
 })
 
 t.test('file indexes above 7 count as their own files (a 16-bit filter)', async (t) => {
@@ -83,7 +107,7 @@ t.test('file indexes above 7 count as their own files (a 16-bit filter)', async 
     t.ok(decision.sorted < draws.state.length, `minFiles=${minFiles}: ${decision.sorted} of ${draws.state.length} words reached the sort`)
   }
   // Files 0 and 8 share a bit in an 8-bit mask; they must not count as one file.
-  const state = new PartitionState()
+  const state = new PartitionState(16, SMALL)
   for (const [code, file] of [['EIGHTAPART', 0], ['EIGHTAPART', 8], ['ONEFILE8', 8]] as const) {
     const { hi, lo } = packCode(code)
     state.add(hi, lo, file)
@@ -104,7 +128,7 @@ t.test('a code repeated far more than a bucket holds stays one code', async (t) 
 })
 
 t.test('an empty or one-word state decides nothing', async (t) => {
-  t.equal(decideWords(new ArrayBuffer(0), 0, 2).count, 0)
+  for (const minFiles of [1, 2]) t.equal(new PartitionState(0).decide(minFiles).count, 0, `minFiles=${minFiles}`)
   const state = new PartitionState(1)
   const { hi, lo } = packCode('LONELY88')
   state.add(hi, lo, 1)

@@ -72,7 +72,8 @@ t.test('agrees with a string-based reference on 60,000 random codes, growing pas
     seen.add(file)
   }
   t.equal(state.length, 60_000)
-  t.equal(state.bytes, 65_536 * 8, 'grew by doubling from 16 codes to 65,536')
+  // Chunks of 256 words, doubled from the two that 16 codes need (one bucket) to 256.
+  t.equal(state.bytes, 256 * 256 * 8 + 256 * 4 + 4 + 4, 'grew by doubling its chunks')
   const pairs = [...files.values()].reduce((sum, seen) => sum + seen.size, 0)
   t.ok(pairs < 60_000, `${60_000 - pairs} draws repeat a code in a file it was already in`)
   // Deciding sorts the grown state in place and leaves its codes there, so it can decide again.
@@ -81,6 +82,11 @@ t.test('agrees with a string-based reference on 60,000 random codes, growing pas
     const expected = [...files].filter(([, seen]) => seen.size >= minFiles).map(([code]) => code).sort()
     t.same(codes(state.decide(minFiles)), expected, `minFiles=${minFiles}: ${expected.length} codes`)
   }
+})
+
+t.test('says in advance how many bytes a state of a given capacity holds', async (t) => {
+  for (const capacity of [0, 1, 1000, 100_000, 3_000_000]) t.equal(new PartitionState(capacity).bytes, PartitionState.bytesFor(capacity), `${capacity} codes`)
+  t.ok(PartitionState.bytesFor(37_000_000) < 37_000_000 * 8 * 1.04, 'the chunks add less than 4 % to a full-size partition\'s words')
 })
 
 t.test('an empty partition decides nothing', async (t) => {
