@@ -3,14 +3,20 @@
 // (src/shared/segments.ts): by default `words`, the code's sort word, 8 bytes that the aggregator
 // copies as they are; `packed`, the two halves the partition hash needs anyway, 8 bytes a code; or
 // `lines`, the code's bytes copied from the decompressed chunk and joined by LF. Nothing is
-// allocated per code.
-import { LITTLE_ENDIAN, packHi, packLo, packing, partitionHash, wordHigh, wordLow, type OnPackedCode } from '../shared/code-packing.js'
-import type { OnCode } from '../shared/code-rule.js'
+// allocated per code, and the buffers of acknowledged records are used again (`release`).
+import { CodeScanner, type OnCode } from '../shared/code-rule.js'
+import { LITTLE_ENDIAN, PackedCodes, PackingScanner, packHi, packLo, packing, partitionOf } from '../shared/code-packing.js'
 import { PACKED_CODE_BYTES, type RecordFormat } from '../shared/segments.js'
 
 /** Largest record value: far below Kafka's 1 MB default, large enough to amortise per-record cost. */
 export const RECORD_BYTES = 64 * 1024
 const LF = 0x0a
+/**
+ * Buffers of released records kept for new ones. About two produce requests' worth of records
+ * cycle (one on the wire, the next one filling): every record a fresh 64 KiB allocation made the
+ * garbage collector run a full collection every few tens of megabytes (issue 15).
+ */
+const FREE_BUFFERS = 256
 
 export interface PackedRecord {
   partition: number
@@ -19,17 +25,21 @@ export interface PackedRecord {
 }
 
 export class PartitionRecords {
-  readonly #partitions: number
-  /** partitions - 1 when they are a power of two (a mask routes a code), else -1 (a division) */
-  readonly #partitionMask: number
-  readonly #recordBytes: number
   readonly format: RecordFormat
-  readonly #buffers: Buffer[]
-  /** the same memory as #buffers, as uint32s (a record buffer is its own 8-aligned allocation) */
-  readonly #uint32s: Uint32Array[]
-  readonly #fill: Int32Array
-  /** codes in each pending `lines` record (a record of 8-byte codes holds fill / 8) */
-  readonly #pendingCodes: Int32Array
+  /** finds the codes of the file's chunks; its counts (lines, codes, bytes) are the file's */
+  readonly scanner: CodeScanner
+  readonly #partitions: number
+  readonly #recordBytes: number
+  /** bytes of a record's buffer: recordBytes rounded up to whole 8-byte codes (a record never uses more than recordBytes) */
+  readonly #bufferBytes: number
+  /** the pending records of the 8-byte formats; null for `lines` */
+  readonly #packed: PackedCodes | null
+  readonly #makeRoom = (partition: number): void => { this.#close(partition) }
+  /** the pending records of the `lines` format, their bytes used and their codes */
+  readonly #lines: Buffer[] = []
+  readonly #lineFill: Int32Array
+  readonly #lineCodes: Int32Array
+  readonly #free: ArrayBuffer[] = []
   /** full records not yet taken, and their total bytes */
   #full: PackedRecord[] = []
   #fullBytes = 0
@@ -39,57 +49,52 @@ export class PartitionRecords {
 
   constructor (partitions: number, recordBytes = RECORD_BYTES, format: RecordFormat = 'words') {
     this.#partitions = partitions
-    this.#partitionMask = (partitions & (partitions - 1)) === 0 ? partitions - 1 : -1
     this.#recordBytes = recordBytes
+    this.#bufferBytes = Math.ceil(recordBytes / PACKED_CODE_BYTES) * PACKED_CODE_BYTES
     this.format = format
     this.#fullBytesOf = new Float64Array(partitions)
-    this.onPacked = { words: this.#onWord, packed: this.#onPacked, lines: null }[format]
-    this.onCode = this.onPacked === null ? this.#onLineCode : packing(this.onPacked)
-    this.#buffers = Array.from({ length: partitions }, () => Buffer.alloc(0))
-    this.#uint32s = Array.from({ length: partitions }, () => new Uint32Array(0))
-    for (let p = 0; p < partitions; p++) this.#newRecord(p)
-    this.#fill = new Int32Array(partitions)
-    this.#pendingCodes = new Int32Array(partitions)
+    this.#lineFill = new Int32Array(partitions)
+    this.#lineCodes = new Int32Array(partitions)
+    if (format === 'lines') {
+      this.#packed = null
+      for (let p = 0; p < partitions; p++) this.#lines.push(Buffer.from(this.#newBuffer()))
+      this.scanner = new CodeScanner()
+      this.onCode = this.#onLineCode
+    } else {
+      const capacity = 2 * Math.floor(recordBytes / PACKED_CODE_BYTES)
+      const records = Array.from({ length: partitions }, () => new Uint32Array(this.#newBuffer(), 0, capacity))
+      this.#packed = new PackedCodes(records, capacity, format === 'words' ? 'words' : 'halves')
+      this.scanner = new PackingScanner()
+      this.onCode = packing(this.#packed, this.#makeRoom)
+    }
   }
 
   /** Adds a code from the bytes [start, end) of a chunk (CodeScanner's callback). */
   readonly onCode: OnCode
-  /**
-   * Adds a code already packed (PackingScanner's callback); null for the `lines` format, which
-   * needs the code's bytes.
-   */
-  readonly onPacked: OnPackedCode | null
 
-  /**
-   * The word as two native uint32 stores, low half first: a little-endian uint64 (on a big-endian
-   * platform, once #close has swapped each uint32's bytes).
-   */
-  readonly #onWord: OnPackedCode = (hi, lo) => {
-    const partition = this.#partitionOf(hi, lo)
-    const at = this.#reserve(partition, PACKED_CODE_BYTES)
-    const uint32s = this.#uint32s[partition]
-    uint32s[at >>> 2] = wordLow(lo)
-    uint32s[(at >>> 2) + 1] = wordHigh(hi, lo)
-    this.#fill[partition] = at + PACKED_CODE_BYTES
+  /** Finds the codes of the file's next chunk and adds them. */
+  push (chunk: Uint8Array): void {
+    if (this.#packed === null) this.scanner.push(chunk, this.onCode)
+    else (this.scanner as PackingScanner).pushPacked(chunk, this.#packed, this.#makeRoom)
   }
 
-  /** `hi` then `lo` as big-endian uint32s. */
-  readonly #onPacked: OnPackedCode = (hi, lo) => {
-    const partition = this.#partitionOf(hi, lo)
-    const at = this.#reserve(partition, PACKED_CODE_BYTES)
-    this.#buffers[partition].writeUInt32BE(hi, at)
-    this.#buffers[partition].writeUInt32BE(lo, at + 4)
-    this.#fill[partition] = at + PACKED_CODE_BYTES
+  /** After the file's last chunk: adds a code that ends it without a newline. */
+  end (): void {
+    this.scanner.end(this.onCode)
   }
 
   readonly #onLineCode: OnCode = (bytes, start, end) => {
-    const partition = this.#partitionOf(packHi(bytes, start, end), packLo(bytes, start, end))
-    let at = this.#reserve(partition, 1 + end - start)
-    const buffer = this.#buffers[partition]
+    const partition = partitionOf(packHi(bytes, start, end), packLo(bytes, start, end), this.#partitions)
+    let at = this.#lineFill[partition]
+    if (at + 1 + end - start > this.#recordBytes) {
+      this.#close(partition)
+      at = 0
+    }
+    const buffer = this.#lines[partition]
     if (at > 0) buffer[at++] = LF
     for (let i = start; i < end; i++) buffer[at++] = bytes[i]
-    this.#fill[partition] = at
-    this.#pendingCodes[partition]++
+    this.#lineFill[partition] = at
+    this.#lineCodes[partition]++
   }
 
   /** Bytes of the full records not yet taken. */
@@ -114,42 +119,52 @@ export class PartitionRecords {
 
   /** Closes every non-empty pending record (at the end of the file) and returns all full ones. */
   takeAll (): PackedRecord[] {
-    for (let p = 0; p < this.#partitions; p++) if (this.#fill[p] > 0) this.#close(p)
+    for (let p = 0; p < this.#partitions; p++) if (this.#pendingBytes(p) > 0) this.#close(p)
     return this.takeFull()
   }
 
-  /** partitionOf(hi, lo, partitions), by a mask when it can. */
-  #partitionOf (hi: number, lo: number): number {
-    const hash = partitionHash(hi, lo)
-    return this.#partitionMask >= 0 ? hash & this.#partitionMask : (hash >>> 0) % this.#partitions
+  /**
+   * Gives back the buffers of records taken earlier, for new records: only once nothing reads them
+   * any more (the broker has acknowledged them, so they are written and KafkaJS holds none).
+   */
+  release (records: PackedRecord[]): void {
+    for (const { value } of records) {
+      if (this.#free.length >= FREE_BUFFERS) return
+      if (value.buffer.byteLength === this.#bufferBytes) this.#free.push(value.buffer as ArrayBuffer)
+    }
   }
 
-  /** Where the next `bytes` of the partition's record go; a record they would overflow is closed first. */
-  #reserve (partition: number, bytes: number): number {
-    const at = this.#fill[partition]
-    if (at + bytes <= this.#recordBytes) return at
-    this.#close(partition)
-    return 0
+  #pendingBytes (partition: number): number {
+    return this.#packed === null ? this.#lineFill[partition] : this.#packed.fill[partition] * 4
   }
 
-  #newRecord (partition: number): void {
-    // Rounded up to whole uint32s for the view; a record never uses more than recordBytes.
-    const buffer = Buffer.allocUnsafeSlow(Math.ceil(this.#recordBytes / 4) * 4)
-    this.#buffers[partition] = buffer
-    this.#uint32s[partition] = new Uint32Array(buffer.buffer, buffer.byteOffset, buffer.length / 4)
+  #newBuffer (): ArrayBuffer {
+    return this.#free.pop() ?? Buffer.allocUnsafeSlow(this.#bufferBytes).buffer as ArrayBuffer
   }
 
   #close (partition: number): void {
-    const length = this.#fill[partition]
-    const codes = this.format === 'lines' ? this.#pendingCodes[partition] : length / PACKED_CODE_BYTES
-    const value = this.#buffers[partition].subarray(0, length)
-    if (this.format === 'words' && !LITTLE_ENDIAN) value.swap32()
+    const length = this.#pendingBytes(partition)
+    const packed = this.#packed
+    let value: Buffer
+    let codes: number
+    if (packed === null) {
+      value = this.#lines[partition].subarray(0, length)
+      codes = this.#lineCodes[partition]
+      this.#lines[partition] = Buffer.from(this.#newBuffer())
+      this.#lineFill[partition] = 0
+      this.#lineCodes[partition] = 0
+    } else {
+      const record = packed.records[partition]
+      value = Buffer.from(record.buffer, record.byteOffset, length)
+      codes = length / PACKED_CODE_BYTES
+      // The uint32s are native: a word is a little-endian uint64, the halves big-endian uint32s.
+      if (packed.words !== LITTLE_ENDIAN) value.swap32()
+      packed.records[partition] = new Uint32Array(this.#newBuffer(), 0, packed.capacity)
+      packed.fill[partition] = 0
+    }
     this.#full.push({ partition, value, codes })
     this.#fullBytes += length
     this.#fullBytesOf[partition] += length
     this.#fullBytesMax = Math.max(this.#fullBytesMax, this.#fullBytesOf[partition])
-    this.#newRecord(partition)
-    this.#fill[partition] = 0
-    this.#pendingCodes[partition] = 0
   }
 }

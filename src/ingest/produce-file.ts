@@ -4,7 +4,6 @@
 // `coupons.segments`. Any failure leaves records without a manifest, which the aggregator ignores.
 import { join } from 'node:path'
 import { Partitioners, type Kafka, type Producer, type RecordMetadata } from 'kafkajs'
-import { PackingScanner } from '../shared/code-packing.js'
 import type { CodeScanner } from '../shared/code-rule.js'
 import { isFileName, type Config } from '../shared/config.js'
 import { CouponsError, isCouponsError } from '../shared/errors.js'
@@ -84,24 +83,21 @@ export async function produceFile (options: ProduceFileOptions): Promise<Segment
       }
       await producer.connect()
     })
-    sender = new RecordSender(producer, file, topic, segmentId, partitions)
     const records = new PartitionRecords(partitions, RECORD_BYTES, options.recordFormat ?? 'words')
-    const scanner = new PackingScanner()
-    const { onCode, onPacked } = records
+    const { scanner } = records
+    sender = new RecordSender(producer, file, topic, segmentId, partitions, (acked) => { records.release(acked) })
     const started = performance.now()
     onProgress?.(progressOf(gzip, scanner))
     let reportedAt = started
     for await (const chunk of gzip) {
-      if (onPacked === null) scanner.push(chunk, onCode)
-      else scanner.pushPacked(chunk, onPacked)
+      records.push(chunk)
       if (records.fullBytes >= SEND_BYTES || records.fullBytesMax >= PARTITION_SEND_BYTES) await sender.send(records.takeFull())
       if (performance.now() - reportedAt >= PROGRESS_INTERVAL_MS) {
         reportedAt = performance.now()
         onProgress?.(progressOf(gzip, scanner))
       }
     }
-    if (onPacked === null) scanner.end(onCode)
-    else scanner.endPacked(onPacked)
+    records.end()
     await sender.send(records.takeAll())
     await sender.drain()
 
@@ -182,10 +178,13 @@ class RecordSender {
   readonly #topic: string
   readonly #headers: Record<string, string>
   readonly #acked: AckedRange[]
+  /** called with a request's records once the broker has acknowledged them */
+  readonly #onAcked: (records: PackedRecord[]) => void
   /** the one request on the wire; its failure is thrown by the next send() or drain() */
   #inFlight: Promise<void> | null = null
 
-  constructor (producer: Producer, file: string, topic: string, segmentId: string, partitions: number) {
+  constructor (producer: Producer, file: string, topic: string, segmentId: string, partitions: number, onAcked: (records: PackedRecord[]) => void) {
+    this.#onAcked = onAcked
     this.#producer = producer
     this.#file = file
     this.#topic = topic
@@ -231,6 +230,8 @@ class RecordSender {
     } catch (err) {
       throw new CouponsError('INGEST_KAFKA_FAILED', `${this.#file}: producing to ${this.#topic} failed: ${(err as Error).message}`, { cause: err, retriable: true })
     }
+    // Written and acknowledged: nothing reads these records' buffers any more.
+    this.#onAcked(batch)
     const sent = new Map<number, { records: number, codes: number }>()
     for (const record of batch) {
       const count = sent.get(record.partition) ?? { records: 0, codes: 0 }

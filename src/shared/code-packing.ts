@@ -23,6 +23,7 @@ for (let i = 0; i < CODE_ALPHABET.length; i++) {
 
 /** bits of one slot: values stay below 2^30, so the int32 shifts below never overflow */
 const SLOT_BITS = 6
+const LF = 0x0a
 
 /** High half of the code in bytes [start, end); the bytes must be a valid code (8-10 alnum). */
 export function packHi (bytes: Uint8Array, start: number, end: number): number {
@@ -54,75 +55,169 @@ function packSlots (bytes: Uint8Array, from: number, to: number): number {
   return value
 }
 
-/** Called once per candidate code with its packed halves. */
-export type OnPackedCode = (hi: number, lo: number) => void
-
-const LF = 0x0a
+/**
+ * How PackedCodes stores a code's two uint32s: `words`, the sort word low half first (wordLow,
+ * wordHigh); `halves`, hi then lo.
+ */
+export type PackedLayout = 'words' | 'halves'
 
 /**
- * A CodeScanner that hands each code over packed, for the ingest, which packs all 313 million: the
- * lines wholly inside a chunk are scanned and packed in one pass over their bytes, instead of a
- * scan and then a second pass that packs. A chunk's first and last partial lines, where a code
- * may span two chunks, go through CodeScanner's own push, which holds the carry. Same codes in
- * the same order, and the same counts, as `push` followed by packHi/packLo.
+ * Codes packed as two uint32s each, in one pending record per partition (routed by partitionHash):
+ * what PackingScanner fills. Its owner (the ingest's PartitionRecords) takes a full record away
+ * and puts an empty one in its place (`records[p]`, `fill[p] = 0`) when told to make room.
+ */
+export class PackedCodes {
+  /** per partition, its pending record */
+  readonly records: Uint32Array[]
+  /** per partition, the uint32s used in its record */
+  readonly fill: Int32Array
+  /** uint32s a record holds: an even number */
+  readonly capacity: number
+  readonly partitions: number
+  /** partitions - 1 when they are a power of two (a mask routes a code), else -1 (a division) */
+  readonly mask: number
+  /** the `words` layout (else `halves`) */
+  readonly words: boolean
+  /** the partition whose record had no room for the last code, or -1 */
+  full = -1
+
+  /** `records`: one empty record per partition, each of `capacity` uint32s */
+  constructor (records: Uint32Array[], capacity: number, layout: PackedLayout) {
+    if (capacity < 2 || capacity % 2 !== 0) throw new RangeError(`a record holds an even number of uint32s, at least 2: ${capacity}`)
+    const partitions = records.length
+    this.partitions = partitions
+    this.mask = (partitions & (partitions - 1)) === 0 ? partitions - 1 : -1
+    this.capacity = capacity
+    this.words = layout === 'words'
+    this.records = records
+    this.fill = new Int32Array(partitions)
+  }
+}
+
+/**
+ * Appends one code to its partition's record; false, with `codes.full` set, when that record has
+ * no room (nothing is written then).
+ */
+export function appendPacked (codes: PackedCodes, hi: number, lo: number): boolean {
+  const partition = routeCode(hi, lo, codes.mask, codes.partitions)
+  const at = codes.fill[partition]
+  if (at + 2 > codes.capacity) {
+    codes.full = partition
+    return false
+  }
+  putCode(codes.records[partition], at, hi, lo, codes.words)
+  codes.fill[partition] = at + 2
+  return true
+}
+
+/** Writes a code's two uint32s at record[at] in the layout (`words` or else `halves`). */
+function putCode (record: Uint32Array, at: number, hi: number, lo: number, words: boolean): void {
+  if (words) {
+    record[at] = wordLow(lo)
+    record[at + 1] = wordHigh(hi, lo)
+  } else {
+    record[at] = hi
+    record[at + 1] = lo
+  }
+}
+
+/** partitionOf(hi, lo, partitions), by a mask when there is one (>= 0). */
+function routeCode (hi: number, lo: number, mask: number, partitions: number): number {
+  const hash = partitionHash(hi, lo)
+  return mask >= 0 ? hash & mask : (hash >>> 0) % partitions
+}
+
+/** The scanner's counts that packLines adds to. */
+interface LineCounts { lines: number, codes: number }
+
+/**
+ * The ingest's hot loop, over the whole lines [from, to) of a chunk (to - 1 is a LF, so no run
+ * reaches past it): finds each code, packs it and appends it to its partition's record, with no
+ * call per code (313 million of them). Returns `to`, or where the code whose record is full
+ * starts (`codes.full` says which partition; make room and call again from there).
+ */
+function packLines (chunk: Uint8Array, from: number, to: number, codes: PackedCodes, counts: LineCounts): number {
+  const { records, fill, capacity, mask, partitions, words } = codes
+  let lines = 0
+  let found = 0
+  let i = from
+  codes.full = -1
+  while (i < to) {
+    let slot = SLOT[chunk[i]]
+    if (slot === 0) {
+      if (chunk[i] === LF) lines++
+      i++
+      continue
+    }
+    // The first five characters go to hi, the rest to lo (a run of more than ten is no code,
+    // whatever lo became).
+    const start = i
+    let hi = 0
+    let lo = 0
+    do {
+      if (i - start < SLOTS_PER_HALF) hi = (hi << SLOT_BITS) | slot
+      else lo = (lo << SLOT_BITS) | slot
+      slot = SLOT[chunk[++i]]
+    } while (slot !== 0)
+    const length = i - start
+    if (length < MIN_CODE_LENGTH || length > MAX_CODE_LENGTH) continue
+    // lo's empty slots are its lowest ones, as packLo leaves them.
+    lo <<= SLOT_BITS * (2 * SLOTS_PER_HALF - length)
+    const partition = routeCode(hi, lo, mask, partitions)
+    const at = fill[partition]
+    if (at + 2 > capacity) {
+      codes.full = partition
+      i = start
+      break
+    }
+    putCode(records[partition], at, hi, lo, words)
+    fill[partition] = at + 2
+    found++
+  }
+  counts.lines += lines
+  counts.codes += found
+  return i
+}
+
+/**
+ * A CodeScanner that packs every code into PackedCodes, for the ingest, which packs all 313
+ * million: the lines wholly inside a chunk are scanned, packed and routed in one pass over their
+ * bytes (packLines). A chunk's first and last partial lines, where a code may span two chunks, go
+ * through CodeScanner's own push, which holds the carry. Same codes in the same order, and the
+ * same counts, as `push` followed by packHi/packLo and appendPacked.
  */
 export class PackingScanner extends CodeScanner {
-  pushPacked (chunk: Uint8Array, onPacked: OnPackedCode): void {
+  /** `makeRoom(partition)` must empty that partition's record (take it away, put a fresh one). */
+  pushPacked (chunk: Uint8Array, codes: PackedCodes, makeRoom: (partition: number) => void): void {
     const first = chunk.indexOf(LF)
     const last = chunk.lastIndexOf(LF)
-    const onCode = packing(onPacked)
+    const onCode = packing(codes, makeRoom)
     if (first === last) {
       this.push(chunk, onCode)
       return
     }
     // [0, first] ends the line the previous chunk left open; (last, end) opens the next one.
     this.push(chunk.subarray(0, first + 1), onCode)
-    this.#packLines(chunk, first + 1, last + 1, onPacked)
+    let at = first + 1
+    while ((at = packLines(chunk, at, last + 1, codes, this)) <= last) makeRoom(codes.full)
+    this.bytes += last - first
     this.push(chunk.subarray(last + 1), onCode)
   }
 
-  endPacked (onPacked: OnPackedCode): void {
-    this.end(packing(onPacked))
-  }
-
-  /** Whole lines [from, to): to - 1 is a LF, so no run reaches past it. */
-  #packLines (chunk: Uint8Array, from: number, to: number, onPacked: OnPackedCode): void {
-    let lines = 0
-    let codes = 0
-    let i = from
-    while (i < to) {
-      let slot = SLOT[chunk[i]]
-      if (slot === 0) {
-        if (chunk[i] === LF) lines++
-        i++
-        continue
-      }
-      // The first five characters go to hi, the rest to lo (a run of more than ten is no code,
-      // whatever lo became).
-      const start = i
-      let hi = 0
-      let lo = 0
-      do {
-        if (i - start < SLOTS_PER_HALF) hi = (hi << SLOT_BITS) | slot
-        else lo = (lo << SLOT_BITS) | slot
-        slot = SLOT[chunk[++i]]
-      } while (slot !== 0)
-      const length = i - start
-      if (length >= MIN_CODE_LENGTH && length <= MAX_CODE_LENGTH) {
-        codes++
-        // lo's empty slots are its lowest ones, as packLo leaves them.
-        onPacked(hi, lo << (SLOT_BITS * (2 * SLOTS_PER_HALF - length)))
-      }
-    }
-    this.lines += lines
-    this.codes += codes
-    this.bytes += to - from
+  endPacked (codes: PackedCodes, makeRoom: (partition: number) => void): void {
+    this.end(packing(codes, makeRoom))
   }
 }
 
-/** A CodeScanner callback that packs each code and hands it to `onPacked`. */
-export function packing (onPacked: OnPackedCode): OnCode {
-  return (bytes, start, end) => { onPacked(packHi(bytes, start, end), packLo(bytes, start, end)) }
+/** A CodeScanner callback that packs each code and appends it to `codes`, making room when needed. */
+export function packing (codes: PackedCodes, makeRoom: (partition: number) => void): OnCode {
+  return (bytes, start, end) => {
+    const hi = packHi(bytes, start, end)
+    const lo = packLo(bytes, start, end)
+    if (appendPacked(codes, hi, lo)) return
+    makeRoom(codes.full)
+    appendPacked(codes, hi, lo)
+  }
 }
 
 /**

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { PackingScanner, packCode, packHi, packLo, partitionOf, unpackCode, writeCode } from '../../src/shared/code-packing.js'
+import { PackedCodes, PackingScanner, packCode, packHi, packLo, partitionOf, unpackCode, writeCode } from '../../src/shared/code-packing.js'
 import { CodeScanner } from '../../src/shared/code-rule.js'
 import { randomCode, testRandom } from '../helpers/random-code.js'
 
@@ -113,15 +113,23 @@ t.test('PackingScanner finds what CodeScanner finds, packed, in order, with the 
     reference.end(onCode)
     // Chunks from 1 byte (no LF, or one) to 400 (many whole lines).
     const rng = testRandom(100 + seed)
+    // One partition, records of 1 to 40 codes: every chunk's whole lines fill several.
     const got: number[] = []
+    const capacity = 2 * (1 + rng.below(40))
+    const codes = new PackedCodes([new Uint32Array(capacity)], capacity, 'halves')
+    const makeRoom = (partition: number): void => {
+      t.equal(partition, 0)
+      got.push(...codes.records[0].subarray(0, codes.fill[0]))
+      codes.fill[0] = 0
+    }
     const scanner = new PackingScanner()
-    const onPacked = (hi: number, lo: number): void => { got.push(hi, lo) }
     for (let at = 0; at < text.length;) {
       const size = 1 + rng.below(rng.below(2) === 0 ? 12 : 400)
-      scanner.pushPacked(text.subarray(at, at + size), onPacked)
+      scanner.pushPacked(text.subarray(at, at + size), codes, makeRoom)
       at += size
     }
-    scanner.endPacked(onPacked)
+    scanner.endPacked(codes, makeRoom)
+    makeRoom(0)
     t.ok(reference.codes > 500, `seed ${seed}: ${reference.codes} codes in ${reference.lines} lines`)
     t.same(got, expected, `seed ${seed}: the same packed codes`)
     t.same([scanner.lines, scanner.codes, scanner.bytes], [reference.lines, reference.codes, reference.bytes], `seed ${seed}: the same counts`)
