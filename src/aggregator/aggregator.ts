@@ -209,7 +209,7 @@ export class Aggregator {
       eachBatch: async ({ batch, resolveOffset, isRunning, isStale }) => {
         if (!isRunning() || isStale()) return
         if (batch.topic === this.#segmentsTopic) this.#onSegmentsBatch(batch, resolveOffset)
-        else this.#reader?.onBatch(batch, resolveOffset)
+        else await this.#reader?.onBatch(batch, resolveOffset)
       }
     })
     const timer = setInterval(() => {

@@ -71,6 +71,7 @@ interface ActiveRead {
   wrongPartition: string | null
   badRecord: string | null
   done: () => void
+  fail: (err: unknown) => void
 }
 
 function formatOf (read: SegmentRead): RecordFormat {
@@ -81,6 +82,12 @@ function formatOf (read: SegmentRead): RecordFormat {
 }
 
 const key = (topic: string, partition: number): string => `${topic}\u0000${partition}`
+
+/**
+ * Records taken but not yet added to the state, at most (onBatch): one fetch's worth, the
+ * aggregator consumer's maxBytes, whose response buffer they lie in anyway.
+ */
+const ADD_AHEAD_BYTES = 16 << 20
 
 /**
  * The messages of a fetched batch a reader that wants offset `next` should look at, in order (it
@@ -106,6 +113,9 @@ export class PartitionReader {
   /** the read in progress (one at a time: the aggregator reads one partition while deciding another) */
   #active: ActiveRead | null = null
   #reading = false
+  /** adding the records taken so far to the state (see onBatch) */
+  #pending: Promise<void> = Promise.resolve()
+  #pendingBytes = 0
 
   constructor (consumer: Consumer, admin: Admin, logger: Logger) {
     this.#consumer = consumer
@@ -117,14 +127,23 @@ export class PartitionReader {
    * A fetched batch of a data topic (the consumer's eachBatch hands them all here). Batches of a
    * partition no read wants pause it; a batch that starts after the next record wanted (fetched
    * before a seek) seeks again.
+   *
+   * The records taken are added to the state right after this returns, while KafkaJS fetches the
+   * next batch: its fetch loop waits for eachBatch before fetching again, and the broker's work
+   * and the transfer would otherwise leave this thread idle (a quarter of the read, issue 15).
+   * At most ADD_AHEAD_BYTES of records wait to be added, in the order they were fetched.
    */
-  onBatch (batch: Batch, resolveOffset: (offset: string) => void): void {
+  async onBatch (batch: Batch, resolveOffset: (offset: string) => void): Promise<void> {
+    if (this.#pendingBytes >= ADD_AHEAD_BYTES) await this.#pending
     const active = this.#active
     const target = active?.targets.get(key(batch.topic, batch.partition))
     if (active === null || target === undefined || target.next > target.last) {
       this.#consumer.pause([{ topic: batch.topic, partitions: [batch.partition] }])
       return
     }
+    const taken: KafkaMessage[] = []
+    let bytes = 0
+    let complete = false
     for (const message of messagesFrom(this.#consumer, batch, target.next, resolveOffset)) {
       const offset = BigInt(message.offset)
       if (offset !== target.next) continue
@@ -132,29 +151,31 @@ export class PartitionReader {
       const header = message.headers?.[SEGMENT_HEADER]
       if (header !== undefined && header.toString() === target.read.segmentId && message.value !== null) {
         target.records++
-        if (target.format === 'lines') {
-          target.scanner.push(message.value, target.onCode)
-          target.scanner.end(target.onCode)
-        } else {
-          const value = message.value
-          const record = `${target.read.file}: a record at offset ${message.offset} of ${batch.topic} partition ${batch.partition}`
-          if (value.length % PACKED_CODE_BYTES !== 0) active.badRecord ??= `${record} has ${value.length} bytes, not a whole number of ${PACKED_CODE_BYTES}-byte codes`
-          else if (target.format === 'packed') {
-            if (addPacked(value, active.state, target.read.fileIndex, active.partition, active.partitions)) active.wrongPartition ??= target.read.file
-          } else {
-            if (!sampledInPartition(value, active.partition, active.partitions)) active.wrongPartition ??= target.read.file
-            if (!active.state.addWords(value, target.read.fileIndex)) active.badRecord ??= `${record} has words whose file bits are not zero: not a \`words\` record`
-          }
-          target.packedCodes += Math.floor(value.length / PACKED_CODE_BYTES)
-        }
+        taken.push(message)
+        bytes += message.value.length
       }
       if (offset === target.last) {
         this.#consumer.pause([{ topic: batch.topic, partitions: [batch.partition] }])
-        if (--active.remaining === 0) active.done()
+        complete = --active.remaining === 0
         break
       }
     }
     publishRunPhase({ phase: 'reading', runId: active.runId, partition: active.partition, file: target.read.file })
+    if (taken.length === 0 && !complete) return
+    this.#pendingBytes += bytes
+    this.#pending = this.#pending
+      .then(async () => { await new Promise((resolve) => setImmediate(resolve)) })
+      .then(() => {
+        this.#pendingBytes -= bytes
+        // A read that ended meanwhile (aborted) has no state to add to any more.
+        if (this.#active !== active) return
+        try {
+          for (const message of taken) addRecord(active, target, batch, message)
+          if (complete) active.done()
+        } catch (err) {
+          active.fail(err)
+        }
+      })
   }
 
   /** Reads one partition of every segment into `options.state`; the partitions must be this consumer's. */
@@ -188,7 +209,8 @@ export class PartitionReader {
           state,
           wrongPartition: null,
           badRecord: null,
-          done: resolve
+          done: resolve,
+          fail: reject
         }
         reads.forEach((read, i) => {
           const onCode: OnCode = (bytes, start, end) => {
@@ -223,6 +245,8 @@ export class PartitionReader {
       } finally {
         signal.removeEventListener('abort', onAbort)
         this.#active = null
+        // Nothing touches the state once the read is over.
+        await this.#pending
         try {
           this.#consumer.pause(reads.map((read) => ({ topic: read.topic, partitions: [partition] })))
         } catch (err) {
@@ -253,6 +277,25 @@ export class PartitionReader {
     }
     return [...counts.values()]
   }
+}
+
+/** Adds one record of the segment to the read's state, in the segment's format. */
+function addRecord (active: ActiveRead, target: Target, batch: Batch, message: KafkaMessage): void {
+  const value = message.value as Buffer
+  if (target.format === 'lines') {
+    target.scanner.push(value, target.onCode)
+    target.scanner.end(target.onCode)
+    return
+  }
+  const record = `${target.read.file}: a record at offset ${message.offset} of ${batch.topic} partition ${batch.partition}`
+  if (value.length % PACKED_CODE_BYTES !== 0) active.badRecord ??= `${record} has ${value.length} bytes, not a whole number of ${PACKED_CODE_BYTES}-byte codes`
+  else if (target.format === 'packed') {
+    if (addPacked(value, active.state, target.read.fileIndex, active.partition, active.partitions)) active.wrongPartition ??= target.read.file
+  } else {
+    if (!sampledInPartition(value, active.partition, active.partitions)) active.wrongPartition ??= target.read.file
+    if (!active.state.addWords(value, target.read.fileIndex)) active.badRecord ??= `${record} has words whose file bits are not zero: not a \`words\` record`
+  }
+  target.packedCodes += Math.floor(value.length / PACKED_CODE_BYTES)
 }
 
 const CODE_HALF_LIMIT = 2 ** 30
