@@ -29,5 +29,6 @@ COPY migrations ./migrations
 # The node image's unprivileged user; the code and node_modules stay owned by root (read-only to it).
 USER node
 EXPOSE 3000
-ENTRYPOINT ["node", "dist/cli.js"]
+# Node flags of every role: src/shared/node-flags.ts (a test checks they are the same).
+ENTRYPOINT ["node", "--initial-old-space-size=128", "dist/cli.js"]
 CMD ["api"]

@@ -28,6 +28,7 @@ import { produceFile } from '../src/ingest/produce-file.js'
 import { loadConfig, type Config } from '../src/shared/config.js'
 import { createKafka, ensureTopics, topicNames, topicOptions } from '../src/shared/kafka.js'
 import { createLogger } from '../src/shared/logger.js'
+import { NODE_FLAGS } from '../src/shared/node-flags.js'
 import { createRedis, type RedisClient } from '../src/shared/redis.js'
 import { RUN_RESULT, redisKeys } from '../src/shared/redis-keys.js'
 import { RECORD_FORMATS, encodeSegmentsRecord, newRunId, type RecordFormat, type SegmentManifest, type SegmentsRecord } from '../src/shared/segments.js'
@@ -170,7 +171,7 @@ interface Instance {
 
 function spawnInstance (prefix: string, group: string): Instance {
   const profile = values['cpu-prof'] === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`]
-  const args = [...profile, '--import', 'tsx', 'bench/aggregate.ts', '--child', '--scale', values.scale, '--partitions', values.partitions,
+  const args = [...profile, ...NODE_FLAGS, '--import', 'tsx', 'bench/aggregate.ts', '--child', '--scale', values.scale, '--partitions', values.partitions,
     '--seed', values.seed, '--format', format, '--prefix', prefix, '--group', group]
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] })
   const instance: Instance = { process: child, closed: once(child, 'close').then(() => {}), assignments: 0 }

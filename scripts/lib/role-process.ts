@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
+import { NODE_FLAGS } from '../../src/shared/node-flags.js'
 
 const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url))
 
@@ -23,7 +24,7 @@ export interface RoleProcess {
  * `dist/cli.js` from `npm run build` (what the Docker image runs).
  */
 export function startRole (role: string, args: string[], env: NodeJS.ProcessEnv, stdio: StdioOptions = 'inherit', cli?: string): RoleProcess {
-  const child = spawn(process.execPath, cli === undefined ? ['--import', 'tsx', CLI, role, ...args] : [cli, role, ...args], { env, stdio })
+  const child = spawn(process.execPath, [...NODE_FLAGS, ...(cli === undefined ? ['--import', 'tsx', CLI] : [cli]), role, ...args], { env, stdio })
   const exited = once(child, 'exit').then(([code, signal]) => (code ?? signal) as number | string)
   let stopping: Promise<number | string> | undefined
   return {

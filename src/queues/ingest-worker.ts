@@ -9,6 +9,7 @@ import type { Registry } from 'prom-client'
 import type { Config } from '../shared/config.js'
 import { createKafka } from '../shared/kafka.js'
 import type { Logger } from '../shared/logger.js'
+import { NODE_FLAGS } from '../shared/node-flags.js'
 import { createRedis } from '../shared/redis.js'
 import { redisKeys } from '../shared/redis-keys.js'
 import {
@@ -42,6 +43,16 @@ export function sandboxEnv (config: Config, env: NodeJS.ProcessEnv = process.env
 }
 
 /**
+ * The Node arguments of a sandboxed child: the host's (tsx's loader when run from the sources), and
+ * NODE_FLAGS whatever the host was started with. Not the host's --inspect, whose port a child
+ * would take too.
+ */
+export function sandboxExecArgv (execArgv: readonly string[] = process.execArgv): string[] {
+  const own = execArgv.filter((arg) => !arg.startsWith('--inspect') && !NODE_FLAGS.includes(arg))
+  return [...own, ...NODE_FLAGS]
+}
+
+/**
  * A BullMQ worker whose processor runs sandboxed (file work never blocks the caller's event loop).
  * With a registry, the ingest's metrics (bytes, codes, per-file progress) are kept in it.
  */
@@ -59,7 +70,7 @@ export function createIngestWorker (options: { config: Config, logger: Logger, m
     concurrency: config.ingestConcurrency,
     // A child process per concurrent job: its own heap, and a crash in it fails one job, not the host.
     useWorkerThreads: false,
-    workerForkOptions: { env: sandboxEnv(config) },
+    workerForkOptions: { env: sandboxEnv(config), execArgv: sandboxExecArgv() },
     // The lock is renewed by the worker, not by the child, however long the file takes.
     lockDuration: LOCK_DURATION_MS,
     stalledInterval: STALLED_INTERVAL_MS

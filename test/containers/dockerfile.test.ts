@@ -1,6 +1,7 @@
 // Static checks of the Dockerfile and .dockerignore (no Docker engine runs here).
 import { readFile } from 'node:fs/promises'
 import t from 'tap'
+import { NODE_FLAGS } from '../../src/shared/node-flags.js'
 
 const ROOT = new URL('../../', import.meta.url)
 const read = async (path: string): Promise<string> => readFile(new URL(path, ROOT), 'utf8')
@@ -30,7 +31,8 @@ t.test('the Dockerfile builds in one stage and runs the compiled CLI as a non-ro
   const user = runtime.lines.filter((line) => /^USER\s/.test(line)).at(-1)
   t.ok(user, 'sets a user')
   t.notMatch(user, /^USER\s+(root|0)(:|$)/, 'not root')
-  t.ok(runtime.lines.includes('ENTRYPOINT ["node", "dist/cli.js"]'), 'the entry point is the CLI, so one image runs every role')
+  t.ok(runtime.lines.includes(`ENTRYPOINT ${JSON.stringify(['node', ...NODE_FLAGS, 'dist/cli.js'])}`.replaceAll('","', '", "')),
+    'the entry point is the CLI with the Node flags of every coupons process (src/shared/node-flags.ts), so one image runs every role')
 })
 
 t.test('the image holds the flash-sale migrations where the compiled store looks for them', async (t) => {

@@ -11,10 +11,11 @@ import { generateCoupons } from '../../src/gen/generate-coupons.js'
 import { acquireFileLock } from '../../src/ingest/file-lock.js'
 import { produceFile } from '../../src/ingest/produce-file.js'
 import { FILE_JOB, FILES_QUEUE, fileJobOptions, SANDBOX_CONFIG_ENV, type FileJobData, type FileJobResult } from '../../src/queues/ingest-jobs.js'
-import { createIngestWorker, SANDBOX_INHERITED_ENV, sandboxEnv } from '../../src/queues/ingest-worker.js'
+import { createIngestWorker, SANDBOX_INHERITED_ENV, sandboxEnv, sandboxExecArgv } from '../../src/queues/ingest-worker.js'
 import type { IngestRuns } from '../../src/queues/ingest-runs.js'
 import type { Config } from '../../src/shared/config.js'
 import { topicNames } from '../../src/shared/kafka.js'
+import { NODE_FLAGS } from '../../src/shared/node-flags.js'
 import { META, redisKeys } from '../../src/shared/redis-keys.js'
 import { newRunId } from '../../src/shared/segments.js'
 import { waitFor } from '../../scripts/lib/wait-for.js'
@@ -215,21 +216,22 @@ t.test('a job whose run already has a manifest of its file adopts it instead of 
   t.same([...segments], [earlier.segmentId], 'and not one record of a second production')
 })
 
-/** The environments of this process's child processes, read from /proc (Linux). */
-async function childEnvironments (): Promise<Array<Record<string, string>>> {
-  const envs: Array<Record<string, string>> = []
+/** The environments and command lines of this process's child processes, read from /proc (Linux). */
+async function childProcesses (): Promise<Array<{ env: Record<string, string>, argv: string[] }>> {
+  const children: Array<{ env: Record<string, string>, argv: string[] }> = []
   for (const { pid } of (await processTable()).filter((entry) => entry.ppid === process.pid)) {
     try {
       const raw = await readFile(`/proc/${pid}/environ`, 'utf8')
-      envs.push(Object.fromEntries(raw.split('\0').filter(Boolean).map((entry) => [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)])))
+      const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').filter(Boolean)
+      children.push({ env: Object.fromEntries(raw.split('\0').filter(Boolean).map((entry) => [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)])), argv })
     } catch {
       // the process ended while we looked
     }
   }
-  return envs
+  return children
 }
 
-t.test('a sandboxed child sees neither ADMIN_TOKEN nor the host\'s other variables', { skip: process.platform !== 'linux' && 'reads /proc' }, async (t) => {
+t.test('a sandboxed child sees neither ADMIN_TOKEN nor the host\'s other variables, and runs with the Node flags of every coupons process', { skip: process.platform !== 'linux' && 'reads /proc' }, async (t) => {
   const token = 'sandbox-test-admin-token-0123456789'
   const saved = { ADMIN_TOKEN: process.env.ADMIN_TOKEN, SOME_OTHER_SECRET: process.env.SOME_OTHER_SECRET }
   process.env.ADMIN_TOKEN = token
@@ -244,9 +246,10 @@ t.test('a sandboxed child sees neither ADMIN_TOKEN nor the host\'s other variabl
   t.equal(run.state, 'completed', 'the job ran in a sandboxed child')
 
   // BullMQ keeps the idle child for the next job, so its environment can be read now.
-  const children = (await childEnvironments()).filter((env) => SANDBOX_CONFIG_ENV in env)
+  const children = (await childProcesses()).filter(({ env }) => SANDBOX_CONFIG_ENV in env)
   t.equal(children.length, 1, 'found the one sandboxed child')
-  for (const env of children) {
+  for (const { env, argv } of children) {
+    t.ok(NODE_FLAGS.every((flag) => argv.includes(flag)), `started with ${NODE_FLAGS.join(' ')}: ${argv.join(' ')}`)
     // Besides what sandboxEnv passes, fork() adds its IPC channel and tap adds its process tracking.
     const unexpected = Object.keys(env).filter((name) => name !== SANDBOX_CONFIG_ENV && !(SANDBOX_INHERITED_ENV as readonly string[]).includes(name) &&
       !name.startsWith('NODE_CHANNEL_') && !name.startsWith('_TAPJS_'))
@@ -256,6 +259,11 @@ t.test('a sandboxed child sees neither ADMIN_TOKEN nor the host\'s other variabl
     t.notMatch(JSON.stringify(env), token, 'the token is nowhere in it, not even in the config')
     t.equal(JSON.parse(env[SANDBOX_CONFIG_ENV]).redisPrefix, config.redisPrefix, 'the config is there')
   }
+})
+
+t.test('sandboxExecArgv keeps the host\'s Node arguments (tsx\'s loader) and adds NODE_FLAGS once, without --inspect', async (t) => {
+  t.same(sandboxExecArgv(['--import', 'tsx', '--inspect=9229', ...NODE_FLAGS]), ['--import', 'tsx', ...NODE_FLAGS])
+  t.same(sandboxExecArgv([]), [...NODE_FLAGS])
 })
 
 t.test('sandboxEnv passes the config without the admin and metrics tokens or the database URL, and only the allowed variables', async (t) => {
