@@ -2,10 +2,14 @@
 // generator's): the script prints its URL on stdout once it listens, and stops on SIGTERM.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { NODE_FLAGS } from '../../src/shared/node-flags.js'
 
-/** Runs `node --import=tsx <script> <args…>` and resolves with the first URL it prints. */
+/**
+ * Runs `node <NODE_FLAGS> --import=tsx <script> <args…>` (the flags every coupons process starts
+ * with, src/shared/node-flags.ts) and resolves with the first URL it prints.
+ */
 export async function startServeChild (script: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ child: ChildProcess, url: string }> {
-  const child = spawn(process.execPath, ['--import=tsx', script, ...args], { env, stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(process.execPath, [...NODE_FLAGS, '--import=tsx', script, ...args], { env, stdio: ['ignore', 'pipe', 'inherit'] })
   let output = ''
   for await (const chunk of child.stdout!) {
     output += String(chunk)
