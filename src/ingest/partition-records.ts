@@ -32,8 +32,9 @@ export class PartitionRecords {
   readonly #recordBytes: number
   /** bytes of a record's buffer: recordBytes rounded up to whole 8-byte codes (a record never uses more than recordBytes) */
   readonly #bufferBytes: number
-  /** the pending records of the 8-byte formats; null for `lines` */
+  /** the pending records of the 8-byte formats, and the scanner that fills them; null for `lines` */
   readonly #packed: PackedCodes | null
+  readonly #packing: PackingScanner | null
   readonly #makeRoom = (partition: number): void => { this.#close(partition) }
   /** the pending records of the `lines` format, their bytes used and their codes */
   readonly #lines: Buffer[] = []
@@ -57,6 +58,7 @@ export class PartitionRecords {
     this.#lineCodes = new Int32Array(partitions)
     if (format === 'lines') {
       this.#packed = null
+      this.#packing = null
       for (let p = 0; p < partitions; p++) this.#lines.push(Buffer.from(this.#newBuffer()))
       this.scanner = new CodeScanner()
       this.onCode = this.#onLineCode
@@ -64,7 +66,8 @@ export class PartitionRecords {
       const capacity = 2 * Math.floor(recordBytes / PACKED_CODE_BYTES)
       const records = Array.from({ length: partitions }, () => new Uint32Array(this.#newBuffer(), 0, capacity))
       this.#packed = new PackedCodes(records, capacity, format === 'words' ? 'words' : 'halves')
-      this.scanner = new PackingScanner()
+      this.#packing = new PackingScanner()
+      this.scanner = this.#packing
       this.onCode = packing(this.#packed, this.#makeRoom)
     }
   }
@@ -74,8 +77,8 @@ export class PartitionRecords {
 
   /** Finds the codes of the file's next chunk and adds them. */
   push (chunk: Uint8Array): void {
-    if (this.#packed === null) this.scanner.push(chunk, this.onCode)
-    else (this.scanner as PackingScanner).pushPacked(chunk, this.#packed, this.#makeRoom)
+    if (this.#packing === null || this.#packed === null) this.scanner.push(chunk, this.onCode)
+    else this.#packing.pushPacked(chunk, this.#packed, this.#makeRoom)
   }
 
   /** After the file's last chunk: adds a code that ends it without a newline. */

@@ -98,7 +98,7 @@ export class PackedCodes {
  * Appends one code to its partition's record; false, with `codes.full` set, when that record has
  * no room (nothing is written then).
  */
-export function appendPacked (codes: PackedCodes, hi: number, lo: number): boolean {
+function appendPacked (codes: PackedCodes, hi: number, lo: number): boolean {
   const partition = routeCode(hi, lo, codes.mask, codes.partitions)
   const at = codes.fill[partition]
   if (at + 2 > codes.capacity) {
