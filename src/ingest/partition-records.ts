@@ -32,9 +32,8 @@ export class PartitionRecords {
   readonly #recordBytes: number
   /** bytes of a record's buffer: recordBytes rounded up to whole 8-byte codes (a record never uses more than recordBytes) */
   readonly #bufferBytes: number
-  /** the pending records of the 8-byte formats, and the scanner that fills them; null for `lines` */
-  readonly #packed: PackedCodes | null
-  readonly #packing: PackingScanner | null
+  /** the pending records of the 8-byte formats and the scanner that fills them; null for `lines` */
+  readonly #packed: { codes: PackedCodes, scanner: PackingScanner } | null
   readonly #makeRoom = (partition: number): void => { this.#close(partition) }
   /** the pending records of the `lines` format, their bytes used and their codes */
   readonly #lines: Buffer[] = []
@@ -58,17 +57,17 @@ export class PartitionRecords {
     this.#lineCodes = new Int32Array(partitions)
     if (format === 'lines') {
       this.#packed = null
-      this.#packing = null
       for (let p = 0; p < partitions; p++) this.#lines.push(Buffer.from(this.#newBuffer()))
       this.scanner = new CodeScanner()
       this.onCode = this.#onLineCode
     } else {
       const capacity = 2 * Math.floor(recordBytes / PACKED_CODE_BYTES)
       const records = Array.from({ length: partitions }, () => new Uint32Array(this.#newBuffer(), 0, capacity))
-      this.#packed = new PackedCodes(records, capacity, format === 'words' ? 'words' : 'halves')
-      this.#packing = new PackingScanner()
-      this.scanner = this.#packing
-      this.onCode = packing(this.#packed, this.#makeRoom)
+      const codes = new PackedCodes(records, capacity, format === 'words' ? 'words' : 'halves')
+      const scanner = new PackingScanner()
+      this.#packed = { codes, scanner }
+      this.scanner = scanner
+      this.onCode = packing(codes, this.#makeRoom)
     }
   }
 
@@ -77,8 +76,8 @@ export class PartitionRecords {
 
   /** Finds the codes of the file's next chunk and adds them. */
   push (chunk: Uint8Array): void {
-    if (this.#packing === null || this.#packed === null) this.scanner.push(chunk, this.onCode)
-    else this.#packing.pushPacked(chunk, this.#packed, this.#makeRoom)
+    if (this.#packed === null) this.scanner.push(chunk, this.onCode)
+    else this.#packed.scanner.pushPacked(chunk, this.#packed.codes, this.#makeRoom)
   }
 
   /** After the file's last chunk: adds a code that ends it without a newline. */
@@ -138,7 +137,7 @@ export class PartitionRecords {
   }
 
   #pendingBytes (partition: number): number {
-    return this.#packed === null ? this.#lineFill[partition] : this.#packed.fill[partition] * 4
+    return this.#packed === null ? this.#lineFill[partition] : this.#packed.codes.fill[partition] * 4
   }
 
   #newBuffer (): ArrayBuffer {
@@ -147,7 +146,7 @@ export class PartitionRecords {
 
   #close (partition: number): void {
     const length = this.#pendingBytes(partition)
-    const packed = this.#packed
+    const packed = this.#packed?.codes ?? null
     let value: Buffer
     let codes: number
     if (packed === null) {
